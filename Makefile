@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+PERSONS ?= 100000
+SEED ?= 7
+
+.PHONY: install run test test-all ui data bench clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+run: install
+	$(BIN)/dagster job execute -m cdi_pipeline.definitions -j full_refresh
+	$(BIN)/python -m cdi_pipeline.summary
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/dg check defs
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: install
+	$(BIN)/ruff check .
+	$(BIN)/dg check defs
+	$(BIN)/pytest -q
+
+ui: install
+	$(BIN)/dg dev
+
+# Regenerate the bundled source set (deterministic: same persons and seed, same bytes).
+data: install
+	$(BIN)/python -m cdi_pipeline.datagen --persons 3000 --seed 42 --out data
+
+clean:
+	rm -rf data/warehouse $(DAGSTER_HOME)

@@ -1,0 +1,180 @@
+"""Vectorised helpers shared by the person model and the source writers."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import numpy as np
+import polars as pl
+
+# Fixed "now" of the synthetic world; using the wall clock would break determinism.
+REFERENCE_DATE = date(2026, 10, 1)
+REFERENCE_DATETIME = datetime(2026, 10, 1)
+EPOCH = date(1970, 1, 1)
+REF_DAYS = (REFERENCE_DATE - EPOCH).days
+
+Scalar = str | int | float | None
+Value = pl.Series | pl.Expr | Scalar
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """Independent RNG per named stream, so adding one source never reshuffles another."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def weighted_index(rng: np.random.Generator, n: int, weights: Sequence[float]) -> np.ndarray:
+    """Draw n indices into `weights` proportionally to the weights."""
+    p = np.asarray(weights, dtype=np.float64)
+    return rng.choice(len(p), size=n, p=p / p.sum())
+
+
+def choose(
+    rng: np.random.Generator,
+    n: int,
+    options: Sequence[str],
+    weights: Sequence[float] | None = None,
+) -> pl.Series:
+    """Draw n strings from `options` (uniform unless weights are given)."""
+    if weights is None:
+        idx = rng.integers(0, len(options), size=n)
+    else:
+        idx = weighted_index(rng, n, weights)
+    return pl.Series(list(options), dtype=pl.String).gather(idx)
+
+
+def mask(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
+    """Boolean array that is True with probability p."""
+    return rng.random(n) < p
+
+
+def _expr(value: Value) -> pl.Expr:
+    if isinstance(value, pl.Expr):
+        return value
+    if isinstance(value, pl.Series):
+        return pl.lit(value)
+    return pl.lit(value, dtype=pl.String) if value is None or isinstance(value, str) else pl.lit(value)
+
+
+def where(cond: np.ndarray | pl.Series, a: Value, b: Value) -> pl.Series:
+    """Element-wise `a if cond else b` for Series/scalars."""
+    c = cond if isinstance(cond, pl.Series) else pl.Series(cond, dtype=pl.Boolean)
+    return pl.select(pl.when(pl.lit(c)).then(_expr(a)).otherwise(_expr(b))).to_series()
+
+
+def select(*exprs: pl.Expr) -> pl.Series:
+    """Evaluate an expression built from Series literals into a Series."""
+    return pl.select(*exprs).to_series()
+
+
+def digits(values: np.ndarray, width: int) -> pl.Series:
+    """Zero-padded decimal strings of integer values."""
+    return pl.Series(values, dtype=pl.Int64).cast(pl.String).str.zfill(width)
+
+
+def blank(rng: np.random.Generator, s: pl.Series, p: float) -> pl.Series:
+    """Null out a fraction p of the values (missing data)."""
+    return where(mask(rng, len(s), p), None, s)
+
+
+def pick_rows(
+    rng: np.random.Generator, n: int, rate: float, minimum: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """Rows for an injected error: rate*n of them, but at least `minimum` so small runs show it."""
+    pool = np.arange(n) if exclude is None else np.setdiff1d(np.arange(n), exclude)
+    k = min(len(pool), max(minimum, round(rate * n)))
+    return np.sort(rng.choice(pool, size=k, replace=False)) if k else pool[:0]
+
+
+def scatter(s: pl.Series, rows: np.ndarray, values: pl.Series | Scalar) -> pl.Series:
+    """Copy of s with rows replaced by values."""
+    out = s.clone()
+    if len(rows):
+        out.scatter(rows, values)
+    return out
+
+
+def strip_accents(s: pl.Series | pl.Expr):
+    """Remove diacritics ("Zoë" -> "Zoe"), as systems without Unicode support do."""
+    return s.str.normalize("NFKD").str.replace_all(r"\p{Mn}", "")
+
+
+def typo(rng: np.random.Generator, s: pl.Series, p: float) -> pl.Series:
+    """Drop, swap or replace one letter in a fraction p of the values."""
+    n = len(s)
+    length = s.str.len_chars().fill_null(0).to_numpy()
+    hit = mask(rng, n, p) & (length >= 3)
+    pos = (rng.random(n) * np.maximum(length - 1, 1)).astype(np.int64)
+    kind = rng.integers(0, 3, size=n)
+    letter = choose(rng, n, list("aeioulnrstdkm"))
+    col, pc = pl.lit(s), pl.lit(pl.Series(pos))
+    head = col.str.slice(0, pc)
+    drop = head + col.str.slice(pc + 1)
+    swap = head + col.str.slice(pc + 1, 1) + col.str.slice(pc, 1) + col.str.slice(pc + 2)
+    repl = head + pl.lit(letter) + col.str.slice(pc + 1)
+    k = pl.lit(pl.Series(kind))
+    return select(
+        pl.when(~pl.lit(pl.Series(hit)))
+        .then(col)
+        .when(k == 0)
+        .then(drop)
+        .when(k == 1)
+        .then(swap)
+        .otherwise(repl)
+    )
+
+
+def case_noise(rng: np.random.Generator, s: pl.Series, p_upper: float, p_lower: float) -> pl.Series:
+    """Upper- or lower-case some values, as typed with caps lock or lazily."""
+    u = rng.random(len(s))
+    return select(
+        pl.when(pl.lit(pl.Series(u < p_upper)))
+        .then(pl.lit(s).str.to_uppercase())
+        .when(pl.lit(pl.Series(u > 1 - p_lower)))
+        .then(pl.lit(s).str.to_lowercase())
+        .otherwise(pl.lit(s))
+    )
+
+
+def space_noise(rng: np.random.Generator, s: pl.Series, p: float) -> pl.Series:
+    """Leading/trailing or doubled inner spaces in a fraction p of the values."""
+    u = rng.random(len(s))
+    col = pl.lit(s)
+    third = p / 3
+    return select(
+        pl.when(pl.lit(pl.Series(u < third)))
+        .then(pl.lit(" ") + col)
+        .when(pl.lit(pl.Series(u < 2 * third)))
+        .then(col + pl.lit("  "))
+        .when(pl.lit(pl.Series(u < p)))
+        .then(col.str.replace(" ", "  ", literal=True))
+        .otherwise(col)
+    )
+
+
+def shuffle_ids(rng: np.random.Generator, n: int, start: int, max_gap: int = 3) -> np.ndarray:
+    """Increasing, unique, gappy numbers, like ids of a system where records were deleted."""
+    return start + np.cumsum(rng.integers(1, max_gap + 1, size=n))
+
+
+def days_to_date(days: np.ndarray) -> pl.Series:
+    """Days since 1970-01-01 -> polars Date Series."""
+    return pl.Series(days.astype(np.int32)).cast(pl.Date)
+
+
+def seconds_to_datetime(seconds: np.ndarray) -> pl.Series:
+    """Seconds since 1970-01-01 -> polars Datetime(us) Series."""
+    return pl.Series(seconds.astype(np.int64) * 1_000_000).cast(pl.Datetime("us"))
+
+
+def hex_strings(rng: np.random.Generator, n: int, nchars: int) -> np.ndarray:
+    """n random lowercase hex strings of nchars characters (fixed-width bytes array)."""
+    lut = np.frombuffer(b"0123456789abcdef", dtype="S1")
+    nibbles = rng.integers(0, 16, size=(n, nchars), dtype=np.uint8)
+    return np.ascontiguousarray(lut[nibbles]).view(f"S{nchars}").ravel()
+
+
+def hex_series(rng: np.random.Generator, n: int, nchars: int) -> pl.Series:
+    """n random lowercase hex strings as a polars String Series."""
+    return pl.Series(hex_strings(rng, n, nchars)).cast(pl.String)

@@ -1,0 +1,33 @@
+"""The `cdi_pipeline` code location: every layer's assets, checks, jobs and resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from cdi_pipeline import settings
+from cdi_pipeline.defs.cleaned.assets import build_cleaned_assets
+from cdi_pipeline.defs.cleaned.checks import build_cleaned_checks
+from cdi_pipeline.defs.jobs import build_jobs
+from cdi_pipeline.defs.quality.assets import field_profile_asset
+from cdi_pipeline.defs.raw.assets import build_raw_assets
+from cdi_pipeline.defs.shared.resources import WarehouseResource
+from cdi_pipeline.lib.registry import load_registry
+
+
+def build_definitions(
+    registry_file: Path | None = None, warehouse_dir: Path | None = None
+) -> dg.Definitions:
+    """Assemble the code location for one source registry and warehouse folder."""
+    registry = load_registry(registry_file or settings.registry_path())
+    warehouse = WarehouseResource(directory=str(warehouse_dir or settings.warehouse_dir()))
+    return dg.Definitions(
+        assets=[*build_raw_assets(registry), build_cleaned_assets(registry), field_profile_asset],
+        asset_checks=build_cleaned_checks(registry),
+        jobs=build_jobs(),
+        resources={"warehouse": warehouse},
+    )
+
+
+defs = build_definitions()

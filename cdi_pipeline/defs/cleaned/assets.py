@@ -1,0 +1,151 @@
+"""Cleaned layer: canonical customer records and the quarantine, written in one transaction."""
+
+from datetime import date
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from cdi_pipeline.defs.shared.metadata import table_metadata
+from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
+from cdi_pipeline.lib.cleaning import clean_source, combine, conservation
+from cdi_pipeline.lib.contracts import (
+    CUSTOMER_RECORD_COLUMNS,
+    QUARANTINE_COLUMNS,
+    customer_records_schema,
+    describe,
+    failure_summary,
+    quarantine_schema,
+)
+from cdi_pipeline.lib.registry import Registry
+from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
+
+CUSTOMER_RECORDS = dg.AssetKey(["cleaned", "customer_records"])
+QUARANTINE = dg.AssetKey(["quality", "quarantine"])
+
+
+class CleaningConfig(dg.Config):
+    """Run settings of the cleaned layer."""
+
+    reference_date: str | None = None
+    """ISO date treated as 'today' for date-of-birth range checks; empty means today."""
+
+
+class ContractViolation(ValueError):
+    """A cleaned batch breaks its Pandera contract; it is not written."""
+
+
+def _validate(schema: pa.DataFrameSchema, frame: pl.DataFrame, table: str) -> None:
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        counts, sample = failure_summary(exc)
+        raise ContractViolation(
+            f"{table} breaks its contract, nothing was written. Failures per check: {counts}\n"
+            f"Examples:\n{sample}"
+        ) from None
+
+
+def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
+    """The cleaned-layer multi-asset for a registry's identity sources."""
+    identity = registry.identity_sources
+    raw_keys = [dg.AssetKey(["raw", s.name]) for s in identity]
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                CUSTOMER_RECORDS,
+                group_name="cleaned",
+                deps=raw_keys,
+                kinds={"duckdb", "polars", "pandera"},
+                description="Every usable identity record of every source in the canonical "
+                "shape: standardised names, email, phone, address and dates, one row per "
+                "(source, source_record_id), with trust rank and load lineage. The single "
+                "input to matching.",
+                tags={"layer": "cleaned"},
+            ),
+            dg.AssetSpec(
+                QUARANTINE,
+                group_name="quality",
+                deps=raw_keys,
+                kinds={"duckdb", "polars"},
+                description="Values nulled and records held back by the cleaning rules, with "
+                "the rule, a message and the value as delivered.",
+                tags={"layer": "quality"},
+            ),
+        ],
+        pool=WAREHOUSE_POOL,
+        name="cleaned_customer_records",
+    )
+    def cleaned_customer_records(
+        context: dg.AssetExecutionContext, config: CleaningConfig, warehouse: WarehouseResource
+    ):
+        today = date.fromisoformat(config.reference_date) if config.reference_date else None
+        run_id = context.run.run_id
+        results = []
+        with warehouse.connect() as con:
+            for source in identity:
+                raw = read_table(con, "raw", source.name)
+                result = clean_source(raw, source, run_id=run_id, today=today)
+                context.log.info(
+                    f"{source.name}: {raw.height} raw rows -> {result.records.height} cleaned, "
+                    f"{result.rejected_records} held back, "
+                    f"{result.quarantine.height - result.rejected_records} values nulled"
+                )
+                results.append(result)
+            records, quarantine = combine(results)
+            _validate(customer_records_schema(), records, "cleaned.customer_records")
+            _validate(quarantine_schema(), quarantine, "quality.quarantine")
+            raw_counts = {s.name: r.raw_rows for s, r in zip(identity, results, strict=True)}
+            balance = conservation(raw_counts, records, quarantine)
+            if not balance.get_column("holds").all():
+                raise RuntimeError(
+                    "rows were lost in cleaning, nothing was written:\n"
+                    + frame_to_markdown(balance.filter(~pl.col("holds")))
+                )
+            identifiers = sorted({n for s in identity for n in s.identifiers})
+            writes = [
+                TableWrite(
+                    "cleaned",
+                    "customer_records",
+                    records,
+                    "Every usable identity record of every source in the canonical shape.",
+                    describe(CUSTOMER_RECORD_COLUMNS, identifiers),
+                ),
+                TableWrite(
+                    "quality",
+                    "quarantine",
+                    quarantine,
+                    "Values nulled and records held back by cleaning rules, with reasons.",
+                    describe(QUARANTINE_COLUMNS),
+                ),
+            ]
+            replace_tables(con, writes)
+
+        per_rule = (
+            quarantine.group_by("source", "scope", "rule")
+            .agg(pl.len().alias("rows"))
+            .sort("source", "scope", "rows", descending=[False, False, True])
+        )
+        yield dg.MaterializeResult(
+            asset_key=CUSTOMER_RECORDS,
+            metadata={
+                **table_metadata(writes[0]),
+                "records_per_source": dg.MetadataValue.md(frame_to_markdown(balance)),
+                "records_held_back": dg.MetadataValue.int(
+                    int(balance.get_column("quarantined").sum())
+                ),
+                "values_nulled": dg.MetadataValue.int(
+                    quarantine.filter(pl.col("scope") == "value").height
+                ),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=QUARANTINE,
+            metadata={
+                **table_metadata(writes[1]),
+                "rows_per_rule": dg.MetadataValue.md(frame_to_markdown(per_rule, max_rows=60)),
+            },
+        )
+
+    return cleaned_customer_records

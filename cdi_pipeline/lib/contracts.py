@@ -1,0 +1,223 @@
+"""Data contracts (Pandera, polars backend): what each layer promises, column by column.
+
+The column descriptions here are the single source for DuckDB `COMMENT ON COLUMN`, the Dagster
+column schema and the README: a column is described once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandera.polars as pa
+import polars as pl
+
+from cdi_pipeline.lib.raw import LINEAGE_COLUMNS
+from cdi_pipeline.lib.registry import Source
+
+IDENTIFIER_PREFIX = "id_"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a contract: type, meaning, nullability and value checks."""
+
+    dtype: type[pl.DataType] | pl.DataType
+    description: str
+    nullable: bool = True
+    checks: tuple[pa.Check, ...] = ()
+
+
+_NAME_KEY = pa.Check.str_matches(r"^[a-z]+$")
+_MAX_TEXT = pa.Check.str_length(max_value=500)
+
+CUSTOMER_RECORD_COLUMNS: dict[str, ColumnSpec] = {
+    "source": ColumnSpec(pl.String, "Source system the record comes from.", nullable=False),
+    "source_record_id": ColumnSpec(
+        pl.String, "Record id within the source (as text).", nullable=False
+    ),
+    "trust": ColumnSpec(
+        pl.Int32, "Survivorship rank of the source, 1 = most trusted.", nullable=False
+    ),
+    "first_name": ColumnSpec(pl.String, "Given name for display (proper case).", checks=(_MAX_TEXT,)),
+    "name_prefix": ColumnSpec(
+        pl.String, "Dutch surname prefix (tussenvoegsel), lower case, e.g. 'van der'."
+    ),
+    "last_name": ColumnSpec(
+        pl.String, "Surname for display, without the prefix.", checks=(_MAX_TEXT,)
+    ),
+    "full_name": ColumnSpec(
+        pl.String, "Full name for display, built or split as needed.", checks=(_MAX_TEXT,)
+    ),
+    "initials": ColumnSpec(
+        pl.String, "Initials of the given names, lower case, e.g. 'jp'.",
+        checks=(pa.Check.str_matches(r"^[a-z]+$"),),
+    ),
+    "first_name_key": ColumnSpec(
+        pl.String, "Given name match key: lower case, accents folded, letters only.",
+        checks=(_NAME_KEY,),
+    ),
+    "first_name_canonical": ColumnSpec(
+        pl.String, "Given name after the nickname table (hans -> johannes).", checks=(_NAME_KEY,)
+    ),
+    "last_name_key": ColumnSpec(
+        pl.String, "Surname match key without prefix: lower case, accents folded, letters only.",
+        checks=(_NAME_KEY,),
+    ),
+    "date_of_birth": ColumnSpec(
+        pl.Date, "Date of birth, parsed with the source's declared format.",
+        checks=(pa.Check.in_range(date(1900, 1, 1), date(2100, 1, 1)),),
+    ),
+    "gender": ColumnSpec(
+        pl.String, "Gender: F, M or X.", checks=(pa.Check.isin(["F", "M", "X"]),)
+    ),
+    "email": ColumnSpec(
+        pl.String, "Email address, lower case, obvious domain typos corrected.",
+        checks=(pa.Check.str_matches(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),),
+    ),
+    "email_domain": ColumnSpec(pl.String, "Domain part of the email address."),
+    "email_original": ColumnSpec(
+        pl.String, "The email as delivered, kept only when its domain was corrected."
+    ),
+    "phone": ColumnSpec(
+        pl.String, "Phone number in E.164 (+31612345678).",
+        checks=(pa.Check.str_matches(r"^\+[1-9][0-9]{6,14}$"),),
+    ),
+    "phone_type": ColumnSpec(pl.String, "Line type of the phone: mobile, fixed_line or other."),
+    "street": ColumnSpec(pl.String, "Street name for display.", checks=(_MAX_TEXT,)),
+    "street_key": ColumnSpec(pl.String, "Street match key: folded, abbreviations expanded."),
+    "house_number": ColumnSpec(
+        pl.String, "House number, digits only.", checks=(pa.Check.str_matches(r"^[0-9]+$"),)
+    ),
+    "house_number_addition": ColumnSpec(pl.String, "House number addition, e.g. A, 2, BIS."),
+    "postcode": ColumnSpec(
+        pl.String, "Postcode; NL as '1234 AB', other countries upper case as delivered."
+    ),
+    "city": ColumnSpec(pl.String, "City for display.", checks=(_MAX_TEXT,)),
+    "city_key": ColumnSpec(pl.String, "City match key: lower case, accents folded."),
+    "country": ColumnSpec(
+        pl.String, "ISO 3166 alpha-2 country code.", checks=(pa.Check.str_matches(r"^[A-Z]{2}$"),)
+    ),
+    "attributes": ColumnSpec(pl.String, "JSON object of source attributes carried along."),
+    "source_file": ColumnSpec(pl.String, "File the record was loaded from.", nullable=False),
+    "file_hash": ColumnSpec(pl.String, "SHA-256 of that file.", nullable=False),
+    "source_row_number": ColumnSpec(pl.Int64, "Row of the record in that file.", nullable=False),
+    "loaded_at": ColumnSpec(pl.Datetime("us", "UTC"), "When the file was loaded.", nullable=False),
+    "load_run_id": ColumnSpec(pl.String, "Dagster run that loaded the file.", nullable=False),
+    "cleaned_run_id": ColumnSpec(pl.String, "Dagster run that cleaned the record.", nullable=False),
+}
+
+QUARANTINE_COLUMNS: dict[str, ColumnSpec] = {
+    "source": ColumnSpec(pl.String, "Source system of the rejected value or record.", False),
+    "source_record_id": ColumnSpec(pl.String, "Record id in the source (null if it had none)."),
+    "source_row_number": ColumnSpec(pl.Int64, "Row of the record in the source file.", False),
+    "scope": ColumnSpec(
+        pl.String,
+        "value: one value was nulled, the record went on; record: the whole record was held back.",
+        False,
+        (pa.Check.isin(["value", "record"]),),
+    ),
+    "field": ColumnSpec(pl.String, "Canonical field the rule is about (null for record rules)."),
+    "rule": ColumnSpec(pl.String, "Code of the rule that rejected it, e.g. email_invalid.", False),
+    "message": ColumnSpec(pl.String, "What was wrong and what was expected.", False),
+    "offending_value": ColumnSpec(pl.String, "The value(s) as delivered (JSON for records)."),
+    "source_file": ColumnSpec(pl.String, "File the record was loaded from.", False),
+    "run_id": ColumnSpec(pl.String, "Dagster run that quarantined it.", False),
+}
+
+
+def describe(columns: dict[str, ColumnSpec], identifiers: list[str] = ()) -> dict[str, str]:
+    """Column descriptions for comments and metadata, identifier columns included."""
+    described = {name: spec.description for name, spec in columns.items()}
+    for name in identifiers:
+        described[f"{IDENTIFIER_PREFIX}{name}"] = f"Source identifier '{name}', as text."
+    return described
+
+
+def _schema(columns: dict[str, ColumnSpec], **kwargs) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            name: pa.Column(
+                spec.dtype,
+                checks=list(spec.checks),
+                nullable=spec.nullable,
+                description=spec.description,
+            )
+            for name, spec in columns.items()
+        },
+        **kwargs,
+    )
+
+
+def customer_records_schema() -> pa.DataFrameSchema:
+    """Contract of cleaned.customer_records: canonical columns, identifiers, one row per record."""
+    schema = _schema(
+        CUSTOMER_RECORD_COLUMNS,
+        unique=["source", "source_record_id"],
+        strict=False,
+        name="cleaned.customer_records",
+        description="Every usable identity record of every source in the canonical shape.",
+    )
+    return schema.add_columns(
+        {
+            rf"^{IDENTIFIER_PREFIX}[a-z][a-z0-9_]*$": pa.Column(
+                pl.String, nullable=True, regex=True, description="Source identifier as text."
+            )
+        }
+    )
+
+
+def quarantine_schema() -> pa.DataFrameSchema:
+    """Contract of quality.quarantine."""
+    return _schema(QUARANTINE_COLUMNS, strict=True, name="quality.quarantine")
+
+
+def raw_schema(source: Source) -> pa.DataFrameSchema:
+    """Contract of raw.<source>: the registry's promised columns plus lineage."""
+    columns = {
+        col: pa.Column(nullable=True, description="Column promised by the registry.")
+        for col in source.mapped_columns()
+    }
+    columns[source.record_id] = pa.Column(
+        nullable=True, description=f"Record id of {source.name}; unique where present."
+    )
+    columns.update(
+        {
+            "_source_file": pa.Column(pl.String, nullable=False),
+            "_file_hash": pa.Column(pl.String, nullable=False),
+            "_row_number": pa.Column(pl.Int64, nullable=False, unique=True),
+            "_run_id": pa.Column(pl.String, nullable=False),
+        }
+    )
+    return pa.DataFrameSchema(columns, strict=False, name=f"raw.{source.name}")
+
+
+def failure_summary(error: pa.errors.SchemaErrors, examples: int = 10) -> tuple[dict, str]:
+    """Counts of failures per column and check, and a few examples, from a lazy validation."""
+    cases = error.failure_cases.with_columns(pl.col("failure_case").cast(pl.String))
+    counts = (
+        cases.group_by("column", "check")
+        .agg(pl.len().alias("failures"))
+        .sort("failures", descending=True)
+    )
+    per_check = {
+        f"{row['column'] or '(table)'}: {row['check']}": row["failures"]
+        for row in counts.iter_rows(named=True)
+    }
+    sample = "\n".join(
+        f"- {row['column'] or '(table)'} / {row['check']}: {row['failure_case']}"
+        for row in cases.head(examples).iter_rows(named=True)
+    )
+    return per_check, sample
+
+
+__all__ = [
+    "CUSTOMER_RECORD_COLUMNS",
+    "LINEAGE_COLUMNS",
+    "QUARANTINE_COLUMNS",
+    "customer_records_schema",
+    "describe",
+    "failure_summary",
+    "quarantine_schema",
+    "raw_schema",
+]

@@ -1,0 +1,285 @@
+"""The source registry: which source systems exist, where their files are and how their
+columns map onto the canonical customer fields.
+
+The registry is plain YAML validated with pydantic. Every error names the file, the source
+and the key, so that whoever edits the YAML can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Canonical person fields a source may map (the cleaned layer's vocabulary).
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "full_name",
+    "date_of_birth",
+    "gender",
+    "email",
+    "phone",
+    "street",
+    "house_number",
+    "postcode",
+    "city",
+    "country",
+)
+
+# Names become DuckDB table and column names; restricting them here is what makes
+# config-driven SQL safe, on top of quoting at every use.
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SUPPORTED_ENCODINGS = ("utf-8", "utf-8-sig", "windows-1252", "latin-1", "iso-8859-1", "cp1252")
+
+
+class RegistryError(ValueError):
+    """The source registry (or a file it points to) is not usable; the message says why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReaderOptions(_Strict):
+    """Options for reading a source file (only CSV uses delimiter/quote/header)."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field separator.")
+    encoding: str = Field("utf-8", description="Text encoding of CSV and JSONL files.")
+    quote_char: str | None = Field('"', description="CSV quote character, null for none.")
+    has_header: bool = Field(True, description="Whether the first CSV line holds column names.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        normalised = value.lower().replace("_", "-")
+        if normalised not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"unsupported encoding {value!r}; use one of {SUPPORTED_ENCODINGS}")
+        return normalised
+
+
+class CustomerReference(_Strict):
+    """How a behavioural record points at an identity record of another source."""
+
+    source: str = Field(description="Identity source whose record_id the column holds.")
+    column: str = Field(description="Column of this source holding that record id.")
+
+
+class Activity(_Strict):
+    """Behavioural facts a source carries (orders, tickets, sign-ups)."""
+
+    kind: Literal["order", "ticket", "signup"] = Field(description="What kind of event a row is.")
+    customer: CustomerReference | None = Field(
+        None, description="Link to the identity record; omitted means the row itself."
+    )
+    occurred_at: str = Field(description="Column with the event's date or timestamp.")
+    occurred_at_format: str | None = Field(
+        None, description="strftime format of occurred_at; defaults to the source's date_format."
+    )
+    amount: str | None = Field(None, description="Column with the monetary amount (orders).")
+    channel: str | None = Field(None, description="Column with the contact or sales channel.")
+    consent: str | None = Field(None, description="Column with a marketing opt-in flag.")
+
+    def columns(self) -> list[str]:
+        """Source columns this activity reads."""
+        cols = [self.occurred_at, self.amount, self.channel, self.consent]
+        if self.customer is not None:
+            cols.append(self.customer.column)
+        return [c for c in cols if c is not None]
+
+
+class Source(_Strict):
+    """One source system's file and its mapping onto canonical fields."""
+
+    name: str = Field(description="Source name; also the raw table name raw.<name>.")
+    description: str | None = Field(None, description="One line shown in the UI.")
+    path: Path = Field(description="File path, relative to the registry YAML.")
+    format: Literal["csv", "parquet", "jsonl"]
+    options: ReaderOptions = Field(default_factory=ReaderOptions)
+    record_id: str = Field(description="Column that identifies a record within the source.")
+    trust: int | None = Field(None, ge=1, description="Survivorship rank, 1 = most trusted.")
+    country: str | None = Field(None, description="Default ISO-2 country for phones/postcodes.")
+    date_format: str | None = Field(None, description="strftime format of the source's dates.")
+    fields: dict[str, str] = Field(default_factory=dict, description="canonical field: column")
+    identifiers: dict[str, str] = Field(default_factory=dict, description="id name: column")
+    attributes: list[str] = Field(default_factory=list, description="Columns carried along.")
+    activity: Activity | None = None
+    max_rejected_share: float | None = Field(
+        None, ge=0, le=1, description="Share of records rejected whole that stops the run."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid source name: lower-case letters, digits and "
+                "underscores, starting with a letter, at most 63 characters"
+            )
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _iso_country(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code such as NL")
+        return value.upper() if value else value
+
+    @field_validator("fields")
+    @classmethod
+    def _canonical_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown canonical field(s) {unknown}; allowed: {', '.join(CANONICAL_FIELDS)}"
+            )
+        return value
+
+    @field_validator("identifiers")
+    @classmethod
+    def _identifier_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _NAME_PATTERN.match(key):
+                raise ValueError(f"identifier name {key!r} must be lower-case snake_case")
+        return value
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format_has_parts(cls, value: str | None) -> str | None:
+        if value is not None and not all(p in value for p in ("%d", "%m", "%Y")):
+            raise ValueError(f"date_format {value!r} must contain %d, %m and %Y")
+        return value
+
+    @model_validator(mode="after")
+    def _has_purpose(self) -> Source:
+        if not self.fields and self.activity is None:
+            raise ValueError("a source needs 'fields' (identity) or 'activity' (behaviour)")
+        return self
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the source holds customer identity records (it maps canonical fields)."""
+        return bool(self.fields)
+
+    def mapped_columns(self) -> list[str]:
+        """Every source column the registry promises, record id first, without repeats."""
+        cols = [self.record_id, *self.fields.values(), *self.identifiers.values()]
+        cols += self.attributes
+        if self.activity is not None:
+            cols += self.activity.columns()
+        return list(dict.fromkeys(cols))
+
+
+class Registry(_Strict):
+    """The whole registry file: sources and an optional truth file for evaluation."""
+
+    sources: list[Source] = Field(min_length=1)
+    truth: Path | None = Field(None, description="CSV: source, source_record_id, person_id.")
+    max_rejected_share: float = Field(
+        0.05, ge=0, le=1, description="Default share of records rejected whole that stops a run."
+    )
+    base_dir: Path = Field(Path("."), exclude=True)
+    registry_file: Path = Field(Path("sources.yaml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Registry:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {dupes}")
+        identity = {s.name for s in self.sources if s.is_identity}
+        for s in self.sources:
+            if s.activity and s.activity.customer and s.activity.customer.source not in identity:
+                raise ValueError(
+                    f"source {s.name!r}: activity.customer.source "
+                    f"{s.activity.customer.source!r} is not an identity source of this registry"
+                )
+        return self
+
+    def source(self, name: str) -> Source:
+        """The source called `name`."""
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def identity_sources(self) -> list[Source]:
+        """Sources that hold customer identity records."""
+        return [s for s in self.sources if s.is_identity]
+
+    def resolve(self, relative: Path) -> Path:
+        """An absolute path for a path written relative to the registry file."""
+        return (self.base_dir / relative).resolve()
+
+    def file_of(self, source: Source) -> Path:
+        """The absolute path of a source's file."""
+        return self.resolve(source.path)
+
+    def truth_file(self) -> Path | None:
+        """The absolute path of the truth file, if the registry names one."""
+        return self.resolve(self.truth) if self.truth else None
+
+    def rejected_share_limit(self, source: Source) -> float:
+        """The share of records rejected whole that stops the run for this source."""
+        if source.max_rejected_share is not None:
+            return source.max_rejected_share
+        return self.max_rejected_share
+
+
+def _format_errors(path: Path, raw: dict, error: ValidationError) -> str:
+    lines = [f"invalid source registry {path}:"]
+    sources = raw.get("sources") if isinstance(raw, dict) else None
+    for err in error.errors():
+        loc = list(err["loc"])
+        where = "top level"
+        if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+            name = None
+            if isinstance(sources, list) and loc[1] < len(sources):
+                entry = sources[loc[1]]
+                name = entry.get("name") if isinstance(entry, dict) else None
+            where = f"source {name!r}" if name else f"source #{loc[1] + 1}"
+            loc = loc[2:]
+        key = ".".join(str(p) for p in loc) or "(entry)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against the documented format)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  - {where}, key {key!r}: {message}")
+    return "\n".join(lines)
+
+
+def load_registry(path: str | Path, *, require_files: bool = False) -> Registry:
+    """Read and validate a registry YAML file; raise RegistryError naming file, source and key."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise RegistryError(f"source registry {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"source registry {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RegistryError(f"source registry {path} must be a mapping with a 'sources' list")
+    try:
+        registry = Registry.model_validate({**raw, "base_dir": path.parent, "registry_file": path})
+    except ValidationError as exc:
+        raise RegistryError(_format_errors(path, raw, exc)) from None
+    base = path.parent.resolve()
+    for source in registry.sources:
+        resolved = registry.file_of(source)
+        # A registry may not point outside its own folder: a shared registry must not be able
+        # to read arbitrary files on the machine.
+        if not resolved.is_relative_to(base):
+            raise RegistryError(
+                f"invalid source registry {path}:\n  - source {source.name!r}, key 'path': "
+                f"{source.path} resolves outside the registry folder {base}"
+            )
+        if require_files and not resolved.is_file():
+            raise RegistryError(
+                f"source {source.name!r}: file {resolved} (key 'path' in {path}) does not exist"
+            )
+    return registry

@@ -1,0 +1,21 @@
+"""Where the pipeline finds its registry and writes its warehouse (environment, with defaults)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REGISTRY = PROJECT_ROOT / "data" / "sources.yaml"
+DEFAULT_WAREHOUSE_DIR = PROJECT_ROOT / "data" / "warehouse"
+DEFAULT_GOVERNANCE_DIR = PROJECT_ROOT / "data" / "governance"
+
+
+def registry_path() -> Path:
+    """The source registry YAML: env CDI_SOURCES, else data/sources.yaml."""
+    return Path(os.environ.get("CDI_SOURCES") or DEFAULT_REGISTRY).expanduser().resolve()
+
+
+def warehouse_dir() -> Path:
+    """The folder for every output: env CDI_WAREHOUSE_DIR, else data/warehouse."""
+    return Path(os.environ.get("CDI_WAREHOUSE_DIR") or DEFAULT_WAREHOUSE_DIR).expanduser().resolve()
