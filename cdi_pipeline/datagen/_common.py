@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 
 import numpy as np
 import polars as pl
 
 # Fixed "now" of the synthetic world; using the wall clock would break determinism.
 REFERENCE_DATE = date(2026, 10, 1)
-REFERENCE_DATETIME = datetime(2026, 10, 1)
 EPOCH = date(1970, 1, 1)
 REF_DAYS = (REFERENCE_DATE - EPOCH).days
 
@@ -54,7 +53,8 @@ def _expr(value: Value) -> pl.Expr:
         return value
     if isinstance(value, pl.Series):
         return pl.lit(value)
-    return pl.lit(value, dtype=pl.String) if value is None or isinstance(value, str) else pl.lit(value)
+    # A bare null must not force a String dtype onto e.g. a Date column.
+    return pl.lit(value, dtype=pl.String) if isinstance(value, str) else pl.lit(value)
 
 
 def where(cond: np.ndarray | pl.Series, a: Value, b: Value) -> pl.Series:
@@ -76,15 +76,6 @@ def digits(values: np.ndarray, width: int) -> pl.Series:
 def blank(rng: np.random.Generator, s: pl.Series, p: float) -> pl.Series:
     """Null out a fraction p of the values (missing data)."""
     return where(mask(rng, len(s), p), None, s)
-
-
-def pick_rows(
-    rng: np.random.Generator, n: int, rate: float, minimum: int, exclude: np.ndarray | None = None
-) -> np.ndarray:
-    """Rows for an injected error: rate*n of them, but at least `minimum` so small runs show it."""
-    pool = np.arange(n) if exclude is None else np.setdiff1d(np.arange(n), exclude)
-    k = min(len(pool), max(minimum, round(rate * n)))
-    return np.sort(rng.choice(pool, size=k, replace=False)) if k else pool[:0]
 
 
 def scatter(s: pl.Series, rows: np.ndarray, values: pl.Series | Scalar) -> pl.Series:
@@ -151,16 +142,6 @@ def space_noise(rng: np.random.Generator, s: pl.Series, p: float) -> pl.Series:
         .then(col.str.replace(" ", "  ", literal=True))
         .otherwise(col)
     )
-
-
-def shuffle_ids(rng: np.random.Generator, n: int, start: int, max_gap: int = 3) -> np.ndarray:
-    """Increasing, unique, gappy numbers, like ids of a system where records were deleted."""
-    return start + np.cumsum(rng.integers(1, max_gap + 1, size=n))
-
-
-def days_to_date(days: np.ndarray) -> pl.Series:
-    """Days since 1970-01-01 -> polars Date Series."""
-    return pl.Series(days.astype(np.int32)).cast(pl.Date)
 
 
 def seconds_to_datetime(seconds: np.ndarray) -> pl.Series:

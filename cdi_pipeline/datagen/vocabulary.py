@@ -297,7 +297,8 @@ TUSSENVOEGSEL_ABBREVIATIONS: dict[str, tuple[str, str]] = {
     "van": ("v.", "v"),
 }
 
-# NL cities: (name, alternative spelling or "", postcode from, postcode to, area code, weight)
+# NL cities: (name, alternative spelling or "", postcode from, postcode to, area code, weight).
+# Area codes are 3 or 4 digits; the subscriber number fills up to 10 digits in total.
 NL_CITIES: list[tuple[str, str, int, int, str, float]] = [
     ("Amsterdam", "", 1011, 1109, "020", 12),
     ("Rotterdam", "", 3011, 3089, "010", 9),
@@ -325,18 +326,18 @@ NL_CITIES: list[tuple[str, str, int, int, str, float]] = [
     ("Alkmaar", "", 1811, 1834, "072", 1),
     ("Hilversum", "", 1211, 1223, "035", 1),
     ("Leeuwarden", "", 8911, 8939, "058", 1),
-    ("Deventer", "", 7411, 7431, "057", 1),
-    ("Gouda", "", 2801, 2809, "018", 1),
-    ("Middelburg", "", 4331, 4339, "011", 1),
+    ("Deventer", "", 7411, 7431, "0570", 1),
+    ("Gouda", "", 2801, 2809, "0182", 1),
+    ("Middelburg", "", 4331, 4339, "0118", 1),
     ("Venlo", "", 5911, 5928, "077", 1),
-    ("Assen", "", 9401, 9409, "059", 1),
-    ("Lelystad", "", 8211, 8245, "032", 1),
-    ("Emmen", "", 7811, 7833, "059", 1),
+    ("Assen", "", 9401, 9409, "0592", 1),
+    ("Lelystad", "", 8211, 8245, "0320", 1),
+    ("Emmen", "", 7811, 7833, "0591", 1),
     ("Heerlen", "", 6411, 6422, "045", 1),
-    ("Ede", "", 6711, 6718, "031", 1),
-    ("Den Helder", "", 1781, 1789, "022", 1),
-    ("Roosendaal", "", 4701, 4709, "016", 1),
-    ("Hoorn", "", 1621, 1628, "022", 1),
+    ("Ede", "", 6711, 6718, "0318", 1),
+    ("Den Helder", "", 1781, 1789, "0223", 1),
+    ("Roosendaal", "", 4701, 4709, "0165", 1),
+    ("Hoorn", "", 1621, 1628, "0229", 1),
 ]
 
 NL_STREETS: list[str] = [
