@@ -57,7 +57,7 @@ DOB_LAST = (np.datetime64("2006-12-31") - np.datetime64(EPOCH)).astype(int)
 FOREIGN_CODES = list(v.FOREIGN)
 _FOREIGN_WEIGHTS = [v.FOREIGN[c]["weight"] for c in FOREIGN_CODES]
 # Foreign mobile numbers: national significant number prefix and how many random digits follow.
-_FOREIGN_MOBILE = {"BE": ("47", 7), "DE": ("151", 8), "GB": ("77", 8), "US": ("212", 7)}
+_FOREIGN_MOBILE = {"BE": ("47", 7), "DE": ("151", 8), "GB": ("77", 8), "US": ("2125", 6)}
 
 
 def _house_numbers(rng: np.random.Generator, n: int) -> tuple[np.ndarray, pl.Series]:
@@ -304,8 +304,9 @@ def build_persons(n: int, seed: int) -> pl.DataFrame:
 
     country = cur["country"]
     cc = country.replace_strict(v.DIAL_CODES, return_dtype=pl.String)
-    mobile_num = rng.choice(10**8, size=n, replace=n > 10**7)
-    mobile = "6" + digits(mobile_num, 8)
+    # Dutch mobile numbers in use start 061-065: others fail validation, as they should.
+    mobile_num = rng.choice(5 * 10**7, size=n, replace=n > 5 * 10**6)
+    mobile = "6" + digits(10**7 + mobile_num, 8)
     for code, (prefix, width) in _FOREIGN_MOBILE.items():
         mobile = where(country == code, prefix + digits(mobile_num % 10**width, width), mobile)
 

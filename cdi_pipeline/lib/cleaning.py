@@ -90,6 +90,14 @@ def _text(expr: pl.Expr) -> pl.Expr:
     return squish(strip_control_chars(expr.cast(pl.String)))
 
 
+def _utc_naive(dtype: pl.DataType) -> pl.Expr:
+    # DuckDB hands time zones back under other names ('Etc/UTC'); naive UTC compares cleanly.
+    column = pl.col("_loaded_at")
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    return column.cast(pl.Datetime("us"))
+
+
 def _canonical_input(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Mapped source columns renamed to canonical names, as text (dates may stay dates)."""
     exprs: list[pl.Expr] = [
@@ -118,7 +126,7 @@ def _canonical_input(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     exprs += [
         pl.col("_source_file").alias("source_file"),
         pl.col("_file_hash").alias("file_hash"),
-        pl.col("_loaded_at").cast(pl.Datetime("us", "UTC")).alias("loaded_at"),
+        _utc_naive(raw.schema["_loaded_at"]).alias("loaded_at"),
         pl.col("_run_id").alias("load_run_id"),
     ]
     return raw.select(exprs)
@@ -146,7 +154,10 @@ def _too_long(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .with_columns(pl.lit("value_too_long").alias("rule"))
     )
     frame = frame.with_columns(
-        pl.when(pl.col(f).str.len_chars() > MAX_TEXT_LENGTH).then(None).otherwise(pl.col(f)).alias(f)
+        pl.when(pl.col(f).str.len_chars() > MAX_TEXT_LENGTH)
+        .then(None)
+        .otherwise(pl.col(f))
+        .alias(f)
         for f in long_cols
     )
     return frame, issues
@@ -224,7 +235,7 @@ def clean_source(
     canonical, long_issues = _too_long(canonical)
     standardised = standardise_records(canonical, country, source.date_format, today)
     value_issues = pl.concat(
-        [long_issues, _value_issues(canonical, standardised)], how="vertical_relaxed"
+        [long_issues, _value_issues(canonical, standardised)], how="diagonal_relaxed"
     )
 
     identifier_columns = [f"{IDENTIFIER_PREFIX}{n}" for n in source.identifiers]
@@ -255,7 +266,7 @@ def clean_source(
     )
     source_file = raw.get_column("_source_file")[0] if raw.height else ""
     quarantine = (
-        pl.concat([record_rows, value_rows], how="vertical_relaxed")
+        pl.concat([record_rows, value_rows], how="diagonal_relaxed")
         .with_columns(
             pl.lit(source.name).alias("source"),
             pl.when(pl.col("field").is_null())

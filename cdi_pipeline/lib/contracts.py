@@ -39,7 +39,9 @@ CUSTOMER_RECORD_COLUMNS: dict[str, ColumnSpec] = {
     "trust": ColumnSpec(
         pl.Int32, "Survivorship rank of the source, 1 = most trusted.", nullable=False
     ),
-    "first_name": ColumnSpec(pl.String, "Given name for display (proper case).", checks=(_MAX_TEXT,)),
+    "first_name": ColumnSpec(
+        pl.String, "Given name for display (proper case).", checks=(_MAX_TEXT,)
+    ),
     "name_prefix": ColumnSpec(
         pl.String, "Dutch surname prefix (tussenvoegsel), lower case, e.g. 'van der'."
     ),
@@ -50,29 +52,32 @@ CUSTOMER_RECORD_COLUMNS: dict[str, ColumnSpec] = {
         pl.String, "Full name for display, built or split as needed.", checks=(_MAX_TEXT,)
     ),
     "initials": ColumnSpec(
-        pl.String, "Initials of the given names, lower case, e.g. 'jp'.",
+        pl.String,
+        "Initials of the given names, lower case, e.g. 'jp'.",
         checks=(pa.Check.str_matches(r"^[a-z]+$"),),
     ),
     "first_name_key": ColumnSpec(
-        pl.String, "Given name match key: lower case, accents folded, letters only.",
+        pl.String,
+        "Given name match key: lower case, accents folded, letters only.",
         checks=(_NAME_KEY,),
     ),
     "first_name_canonical": ColumnSpec(
         pl.String, "Given name after the nickname table (hans -> johannes).", checks=(_NAME_KEY,)
     ),
     "last_name_key": ColumnSpec(
-        pl.String, "Surname match key without prefix: lower case, accents folded, letters only.",
+        pl.String,
+        "Surname match key without prefix: lower case, accents folded, letters only.",
         checks=(_NAME_KEY,),
     ),
     "date_of_birth": ColumnSpec(
-        pl.Date, "Date of birth, parsed with the source's declared format.",
+        pl.Date,
+        "Date of birth, parsed with the source's declared format.",
         checks=(pa.Check.in_range(date(1900, 1, 1), date(2100, 1, 1)),),
     ),
-    "gender": ColumnSpec(
-        pl.String, "Gender: F, M or X.", checks=(pa.Check.isin(["F", "M", "X"]),)
-    ),
+    "gender": ColumnSpec(pl.String, "Gender: F, M or X.", checks=(pa.Check.isin(["F", "M", "X"]),)),
     "email": ColumnSpec(
-        pl.String, "Email address, lower case, obvious domain typos corrected.",
+        pl.String,
+        "Email address, lower case, obvious domain typos corrected.",
         checks=(pa.Check.str_matches(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),),
     ),
     "email_domain": ColumnSpec(pl.String, "Domain part of the email address."),
@@ -80,7 +85,8 @@ CUSTOMER_RECORD_COLUMNS: dict[str, ColumnSpec] = {
         pl.String, "The email as delivered, kept only when its domain was corrected."
     ),
     "phone": ColumnSpec(
-        pl.String, "Phone number in E.164 (+31612345678).",
+        pl.String,
+        "Phone number in E.164 (+31612345678).",
         checks=(pa.Check.str_matches(r"^\+[1-9][0-9]{6,14}$"),),
     ),
     "phone_type": ColumnSpec(pl.String, "Line type of the phone: mobile, fixed_line or other."),
@@ -102,7 +108,7 @@ CUSTOMER_RECORD_COLUMNS: dict[str, ColumnSpec] = {
     "source_file": ColumnSpec(pl.String, "File the record was loaded from.", nullable=False),
     "file_hash": ColumnSpec(pl.String, "SHA-256 of that file.", nullable=False),
     "source_row_number": ColumnSpec(pl.Int64, "Row of the record in that file.", nullable=False),
-    "loaded_at": ColumnSpec(pl.Datetime("us", "UTC"), "When the file was loaded.", nullable=False),
+    "loaded_at": ColumnSpec(pl.Datetime("us"), "When the file was loaded (UTC).", nullable=False),
     "load_run_id": ColumnSpec(pl.String, "Dagster run that loaded the file.", nullable=False),
     "cleaned_run_id": ColumnSpec(pl.String, "Dagster run that cleaned the record.", nullable=False),
 }

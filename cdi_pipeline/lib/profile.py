@@ -24,9 +24,9 @@ def field_profile(records: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFra
     """One row per source and field that the source delivered at all."""
     fields = [f for f in CANONICAL_FIELDS if f in records.columns]
     fields += sorted(c for c in records.columns if c.startswith(IDENTIFIER_PREFIX))
-    long = records.select(
-        "source", *[pl.col(f).cast(pl.String).alias(f) for f in fields]
-    ).unpivot(index="source", on=fields, variable_name="field", value_name="value")
+    long = records.select("source", *[pl.col(f).cast(pl.String).alias(f) for f in fields]).unpivot(
+        index="source", on=fields, variable_name="field", value_name="value"
+    )
     stats = long.group_by("source", "field").agg(
         pl.len().alias("records"),
         pl.col("value").is_not_null().sum().cast(pl.Int64).alias("filled"),

@@ -82,12 +82,20 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
             share = n_held / total if total else 0.0
             limit = registry.rejected_share_limit(s)
             rows.append(
-                {"source": s.name, "records": total, "held_back": n_held,
-                 "share": round(share, 4), "limit": limit, "ok": share <= limit}
+                {
+                    "source": s.name,
+                    "records": total,
+                    "held_back": n_held,
+                    "share": round(share, 4),
+                    "limit": limit,
+                    "ok": share <= limit,
+                }
             )
         table = pl.DataFrame(rows)
         failing = table.filter(~pl.col("ok"))
-        per_rule = held.group_by("source", "rule").agg(pl.len().alias("rows")).sort("source", "rule")
+        per_rule = (
+            held.group_by("source", "rule").agg(pl.len().alias("rows")).sort("source", "rule")
+        )
         return dg.AssetCheckResult(
             passed=failing.height == 0,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -127,7 +135,9 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
             else f"{weak.height} source field(s) with many invalid values",
             metadata={
                 "weak_fields": dg.MetadataValue.md(
-                    frame_to_markdown(weak.select("source", "field", "filled", "invalid", "validity"))
+                    frame_to_markdown(
+                        weak.select("source", "field", "filled", "invalid", "validity")
+                    )
                     if weak.height
                     else "(none)"
                 ),

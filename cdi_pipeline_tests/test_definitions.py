@@ -1,0 +1,66 @@
+"""The code location loads, and its asset keys, checks and jobs are the ones we expect."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdi_pipeline.definitions import build_definitions, defs
+from cdi_pipeline.lib.registry import RegistryError
+from cdi_pipeline.settings import DEFAULT_REGISTRY
+
+EXPECTED_ASSETS = [
+    "cleaned/customer_records",
+    "quality/field_profile",
+    "quality/quarantine",
+    "raw/crm_contacts",
+    "raw/erp_customers",
+    "raw/newsletter_signups",
+    "raw/support_tickets",
+    "raw/webshop_accounts",
+    "raw/webshop_orders",
+]
+
+EXPECTED_CHECKS = [
+    "cleaned/customer_records:conservation",
+    "cleaned/customer_records:contract",
+    "cleaned/customer_records:invalid_value_share",
+    "cleaned/customer_records:rejected_share",
+]
+
+
+def test_bundled_definitions_snapshot() -> None:
+    repo = defs.get_repository_def()
+    keys = sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys())
+    assert keys == EXPECTED_ASSETS
+    checks = sorted(
+        f"{c.asset_key.to_user_string()}:{c.name}" for c in repo.asset_graph.asset_check_keys
+    )
+    assert checks == EXPECTED_CHECKS
+    assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
+        "full_refresh"
+    ]
+
+
+def test_full_refresh_covers_every_asset() -> None:
+    job = defs.resolve_job_def("full_refresh")
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert selected == set(EXPECTED_ASSETS)
+
+
+def test_every_asset_and_check_is_described() -> None:
+    repo = build_definitions(DEFAULT_REGISTRY).get_repository_def()
+    graph = repo.asset_graph
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and len(node.description) > 20, key
+        assert node.group_name == key.path[0], key  # layer = key prefix = group
+    for check_key in graph.asset_check_keys:
+        spec = graph.get_check_spec(check_key)
+        assert spec.description, check_key
+
+
+def test_registry_error_surfaces_at_load(tmp_path) -> None:
+    bad = tmp_path / "sources.yaml"
+    bad.write_text("sources:\n  - name: x\n    path: a.csv\n    format: xml\n    record_id: id\n")
+    with pytest.raises(RegistryError, match=r"source 'x', key 'format'"):
+        build_definitions(bad, tmp_path / "wh")
