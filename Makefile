@@ -31,16 +31,16 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/dg check defs
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	$(BIN)/pytest -q -m "not slow"
 
 test-all: install
 	$(BIN)/ruff check .
-	$(BIN)/dg check defs
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	$(BIN)/pytest -q
 
 ui: install
-	$(BIN)/dg dev
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
 
 # Regenerate the bundled source set (deterministic: same persons and seed, same bytes).
 data: install
