@@ -110,3 +110,9 @@ def test_missing_source_file_when_required(small_registry: Path) -> None:
     load_registry(small_registry)  # files are only required when asked
     with pytest.raises(RegistryError, match=r"source 'erp': file .*erp.parquet"):
         load_registry(small_registry, require_files=True)
+
+
+def test_truth_outside_registry_folder_is_refused(small_registry: Path) -> None:
+    _edit(small_registry, lambda d: d.update({"truth": "../../secret/persons.csv"}))
+    with pytest.raises(RegistryError, match=r"key 'truth'.*outside"):
+        load_registry(small_registry)

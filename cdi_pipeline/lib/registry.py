@@ -282,4 +282,10 @@ def load_registry(path: str | Path, *, require_files: bool = False) -> Registry:
             raise RegistryError(
                 f"source {source.name!r}: file {resolved} (key 'path' in {path}) does not exist"
             )
+    truth = registry.truth_file()
+    if truth is not None and not truth.is_relative_to(base):
+        raise RegistryError(
+            f"invalid source registry {path}:\n  - top level, key 'truth': {registry.truth} "
+            f"resolves outside the registry folder {base}"
+        )
     return registry
