@@ -10,7 +10,7 @@ from cdi_pipeline import settings
 from cdi_pipeline.defs.cleaned.assets import build_cleaned_assets
 from cdi_pipeline.defs.cleaned.checks import build_cleaned_checks
 from cdi_pipeline.defs.jobs import build_jobs
-from cdi_pipeline.defs.quality.assets import field_profile_asset
+from cdi_pipeline.defs.quality.assets import field_profile_asset, invalid_value_share_check
 from cdi_pipeline.defs.raw.assets import build_raw_assets
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.registry import load_registry
@@ -24,7 +24,7 @@ def build_definitions(
     warehouse = WarehouseResource(directory=str(warehouse_dir or settings.warehouse_dir()))
     return dg.Definitions(
         assets=[*build_raw_assets(registry), build_cleaned_assets(registry), field_profile_asset],
-        asset_checks=build_cleaned_checks(registry),
+        asset_checks=[*build_cleaned_checks(registry), invalid_value_share_check],
         jobs=build_jobs(),
         resources={"warehouse": warehouse},
     )

@@ -23,8 +23,8 @@ EXPECTED_ASSETS = [
 EXPECTED_CHECKS = [
     "cleaned/customer_records:conservation",
     "cleaned/customer_records:contract",
-    "cleaned/customer_records:invalid_value_share",
     "cleaned/customer_records:rejected_share",
+    "quality/field_profile:invalid_value_share",
 ]
 
 

@@ -198,7 +198,7 @@ def _value_issues(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts, how="vertical_relaxed")
 
 
-def _identifiable(frame: pl.DataFrame, identifier_columns: list[str]) -> pl.Expr:
+def _identifiable(identifier_columns: list[str]) -> pl.Expr:
     surname = pl.col("last_name_key").is_not_null()
     with_second = (
         pl.col("first_name_key").is_not_null()
@@ -242,7 +242,7 @@ def clean_source(
     judged = standardised.with_columns(
         pl.when(pl.col("source_record_id").is_null())
         .then(pl.lit("record_id_missing"))
-        .when(~_identifiable(standardised, identifier_columns))
+        .when(~_identifiable(identifier_columns))
         .then(pl.lit("record_unidentifiable"))
         .alias("_record_rule")
     )

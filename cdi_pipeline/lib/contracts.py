@@ -12,7 +12,6 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-from cdi_pipeline.lib.raw import LINEAGE_COLUMNS
 from cdi_pipeline.lib.registry import Source
 
 IDENTIFIER_PREFIX = "id_"
@@ -155,21 +154,19 @@ def _schema(columns: dict[str, ColumnSpec], **kwargs) -> pa.DataFrameSchema:
     )
 
 
-def customer_records_schema() -> pa.DataFrameSchema:
+def customer_records_schema(identifiers: list[str] = ()) -> pa.DataFrameSchema:
     """Contract of cleaned.customer_records: canonical columns, identifiers, one row per record."""
-    schema = _schema(
-        CUSTOMER_RECORD_COLUMNS,
+    columns = dict(CUSTOMER_RECORD_COLUMNS)
+    for name in identifiers:
+        columns[f"{IDENTIFIER_PREFIX}{name}"] = ColumnSpec(
+            pl.String, f"Source identifier '{name}', as text."
+        )
+    return _schema(
+        columns,
         unique=["source", "source_record_id"],
-        strict=False,
+        strict=True,
         name="cleaned.customer_records",
         description="Every usable identity record of every source in the canonical shape.",
-    )
-    return schema.add_columns(
-        {
-            rf"^{IDENTIFIER_PREFIX}[a-z][a-z0-9_]*$": pa.Column(
-                pl.String, nullable=True, regex=True, description="Source identifier as text."
-            )
-        }
     )
 
 
@@ -200,7 +197,11 @@ def raw_schema(source: Source) -> pa.DataFrameSchema:
 
 def failure_summary(error: pa.errors.SchemaErrors, examples: int = 10) -> tuple[dict, str]:
     """Counts of failures per column and check, and a few examples, from a lazy validation."""
-    cases = error.failure_cases.with_columns(pl.col("failure_case").cast(pl.String))
+    # Failure cases can be lists or structs (e.g. a missing column); this is the error path
+    # over a small frame, so a per-value str() is fine.
+    cases = error.failure_cases.with_columns(
+        pl.col("failure_case").map_elements(str, return_dtype=pl.String)
+    )
     counts = (
         cases.group_by("column", "check")
         .agg(pl.len().alias("failures"))
@@ -216,14 +217,3 @@ def failure_summary(error: pa.errors.SchemaErrors, examples: int = 10) -> tuple[
     )
     return per_check, sample
 
-
-__all__ = [
-    "CUSTOMER_RECORD_COLUMNS",
-    "LINEAGE_COLUMNS",
-    "QUARANTINE_COLUMNS",
-    "customer_records_schema",
-    "describe",
-    "failure_summary",
-    "quarantine_schema",
-    "raw_schema",
-]

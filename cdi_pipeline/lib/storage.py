@@ -20,7 +20,6 @@ import duckdb
 import polars as pl
 
 WAREHOUSE_FILE = "cdi.duckdb"
-LAYERS = ("raw", "cleaned", "matching", "golden", "segments", "enrichment", "quality", "governance")
 
 
 def quote_identifier(name: str) -> str:
@@ -104,28 +103,6 @@ def replace_tables(con: duckdb.DuckDBPyConnection, writes: list[TableWrite]) -> 
 def read_table(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> pl.DataFrame:
     """Read a whole warehouse table into polars."""
     return con.sql(f"SELECT * FROM {quote_identifier(schema)}.{quote_identifier(name)}").pl()
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    """Whether `schema.name` exists in the warehouse."""
-    # DuckDB 2.0: execute(...).fetchone() leaves an unfinished result that blocks the
-    # connection's next statement; a relation's fetchall() completes it.
-    rows = con.sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        params=[schema, name],
-    ).fetchall()
-    return bool(rows[0][0])
-
-
-def polars_schema_markdown(
-    frame: pl.DataFrame, descriptions: Mapping[str, str] | None = None
-) -> str:
-    """A markdown table of column names, types and descriptions."""
-    descriptions = descriptions or {}
-    lines = ["| column | type | description |", "|---|---|---|"]
-    for name, dtype in frame.schema.items():
-        lines.append(f"| {name} | {dtype} | {descriptions.get(name, '')} |")
-    return "\n".join(lines)
 
 
 def frame_to_markdown(frame: pl.DataFrame, max_rows: int = 20) -> str:

@@ -94,7 +94,8 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                 )
                 results.append(result)
             records, quarantine = combine(results)
-            _validate(customer_records_schema(), records, "cleaned.customer_records")
+            identifiers = sorted({n for s in identity for n in s.identifiers})
+            _validate(customer_records_schema(identifiers), records, "cleaned.customer_records")
             _validate(quarantine_schema(), quarantine, "quality.quarantine")
             raw_counts = {s.name: r.raw_rows for s, r in zip(identity, results, strict=True)}
             balance = conservation(raw_counts, records, quarantine)
@@ -103,7 +104,6 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                     "rows were lost in cleaning, nothing was written:\n"
                     + frame_to_markdown(balance.filter(~pl.col("holds")))
                 )
-            identifiers = sorted({n for s in identity for n in s.identifiers})
             writes = [
                 TableWrite(
                     "cleaned",

@@ -13,11 +13,7 @@ from cdi_pipeline.lib.storage import frame_to_markdown, read_table
 
 CONSERVATION = "conservation"
 REJECTED_SHARE = "rejected_share"
-INVALID_VALUE_SHARE = "invalid_value_share"
 CONTRACT = "contract"
-
-# A field losing this share of its delivered values is worth a look, not a stop.
-INVALID_VALUE_WARNING = 0.2
 
 
 def _examples(quarantine: pl.DataFrame, where: pl.Expr, n: int = 5) -> str:
@@ -30,6 +26,7 @@ def _examples(quarantine: pl.DataFrame, where: pl.Expr, n: int = 5) -> str:
 def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
     """Blocking and warning checks on cleaned.customer_records."""
     identity = registry.identity_sources
+    identifiers = sorted({n for s in identity for n in s.identifiers})
 
     @dg.asset_check(
         asset=CUSTOMER_RECORDS,
@@ -75,23 +72,25 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
             records = con.sql("SELECT source FROM cleaned.customer_records").pl()
             quarantine = read_table(con, "quality", "quarantine")
         held = quarantine.filter(pl.col("scope") == "record")
-        rows = []
-        for s in identity:
-            n_held = held.filter(pl.col("source") == s.name).height
-            total = n_held + records.filter(pl.col("source") == s.name).height
-            share = n_held / total if total else 0.0
-            limit = registry.rejected_share_limit(s)
-            rows.append(
-                {
-                    "source": s.name,
-                    "records": total,
-                    "held_back": n_held,
-                    "share": round(share, 4),
-                    "limit": limit,
-                    "ok": share <= limit,
-                }
+        limits = pl.DataFrame(
+            {
+                "source": [s.name for s in identity],
+                "limit": [registry.rejected_share_limit(s) for s in identity],
+            }
+        )
+        table = (
+            limits.join(
+                records.group_by("source").agg(pl.len().alias("cleaned")), on="source", how="left"
             )
-        table = pl.DataFrame(rows)
+            .join(held.group_by("source").agg(pl.len().alias("held_back")), on="source", how="left")
+            .with_columns(pl.col("cleaned", "held_back").fill_null(0))
+            .with_columns((pl.col("cleaned") + pl.col("held_back")).alias("records"))
+            .with_columns(
+                (pl.col("held_back") / pl.col("records")).fill_nan(0.0).round(4).alias("share")
+            )
+            .with_columns((pl.col("share") <= pl.col("limit")).alias("ok"))
+            .select("source", "records", "held_back", "share", "limit", "ok")
+        )
         failing = table.filter(~pl.col("ok"))
         per_rule = (
             held.group_by("source", "rule").agg(pl.len().alias("rows")).sort("source", "rule")
@@ -113,48 +112,6 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
 
     @dg.asset_check(
         asset=CUSTOMER_RECORDS,
-        name=INVALID_VALUE_SHARE,
-        blocking=False,
-        additional_deps=[QUARANTINE],
-        description="Warns when a source loses more than "
-        f"{INVALID_VALUE_WARNING:.0%} of a field's delivered values to cleaning rules.",
-    )
-    def invalid_value_share_check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
-            quarantine = read_table(con, "quality", "quarantine")
-            records = con.sql("SELECT * FROM cleaned.customer_records").pl()
-        from cdi_pipeline.lib.profile import field_profile
-
-        profile = field_profile(records, quarantine)
-        weak = profile.filter(pl.col("validity") < 1 - INVALID_VALUE_WARNING)
-        return dg.AssetCheckResult(
-            passed=weak.height == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            description="no field above the invalid-value share"
-            if weak.height == 0
-            else f"{weak.height} source field(s) with many invalid values",
-            metadata={
-                "weak_fields": dg.MetadataValue.md(
-                    frame_to_markdown(
-                        weak.select("source", "field", "filled", "invalid", "validity")
-                    )
-                    if weak.height
-                    else "(none)"
-                ),
-                "invalid_per_rule": dg.MetadataValue.md(
-                    frame_to_markdown(
-                        quarantine.filter(pl.col("scope") == "value")
-                        .group_by("source", "rule")
-                        .agg(pl.len().alias("rows"))
-                        .sort("source", "rule"),
-                        max_rows=60,
-                    )
-                ),
-            },
-        )
-
-    @dg.asset_check(
-        asset=CUSTOMER_RECORDS,
         name=CONTRACT,
         blocking=True,
         description="The stored table satisfies the Pandera contract of cleaned.customer_records.",
@@ -163,7 +120,7 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         with warehouse.connect() as con:
             records = read_table(con, "cleaned", "customer_records")
         try:
-            customer_records_schema().validate(records, lazy=True)
+            customer_records_schema(identifiers).validate(records, lazy=True)
         except pa.errors.SchemaErrors as exc:
             counts, sample = failure_summary(exc)
             return dg.AssetCheckResult(
@@ -178,4 +135,4 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
             passed=True, metadata={"rows_validated": dg.MetadataValue.int(records.height)}
         )
 
-    return [conservation_check, rejected_share_check, invalid_value_share_check, contract_check]
+    return [conservation_check, rejected_share_check, contract_check]
