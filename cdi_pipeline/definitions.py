@@ -10,6 +10,8 @@ from cdi_pipeline import settings
 from cdi_pipeline.defs.cleaned.assets import build_cleaned_assets
 from cdi_pipeline.defs.cleaned.checks import build_cleaned_checks
 from cdi_pipeline.defs.jobs import build_jobs
+from cdi_pipeline.defs.matching.assets import build_matching_assets
+from cdi_pipeline.defs.matching.checks import build_matching_checks
 from cdi_pipeline.defs.quality.assets import field_profile_asset, invalid_value_share_check
 from cdi_pipeline.defs.raw.assets import build_raw_assets
 from cdi_pipeline.defs.shared.resources import WarehouseResource
@@ -23,8 +25,17 @@ def build_definitions(
     registry = load_registry(registry_file or settings.registry_path())
     warehouse = WarehouseResource(directory=str(warehouse_dir or settings.warehouse_dir()))
     return dg.Definitions(
-        assets=[*build_raw_assets(registry), build_cleaned_assets(registry), field_profile_asset],
-        asset_checks=[*build_cleaned_checks(registry), invalid_value_share_check],
+        assets=[
+            *build_raw_assets(registry),
+            build_cleaned_assets(registry),
+            field_profile_asset,
+            *build_matching_assets(registry),
+        ],
+        asset_checks=[
+            *build_cleaned_checks(registry),
+            invalid_value_share_check,
+            *build_matching_checks(registry),
+        ],
         jobs=build_jobs(),
         resources={"warehouse": warehouse},
     )

@@ -1,12 +1,18 @@
-"""CLI: python -m cdi_pipeline.datagen --persons N --seed S --out DIR [--no-progress]."""
+"""CLI: python -m cdi_pipeline.datagen --persons N --seed S --out DIR [options].
+
+Options: --shape full|minimal (default full; minimal writes only names, birth dates and
+postcodes), --no-progress.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from . import SOURCE_FILES, TRUTH_FILE, generate
+from .minimal import MINIMAL_SOURCE_FILES, MINIMAL_TRUTH_FILE, generate_minimal
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,10 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--persons", type=int, required=True, help="number of true persons")
     parser.add_argument("--seed", type=int, required=True, help="random seed (>= 0)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--shape",
+        choices=["full", "minimal"],
+        default="full",
+        help="full: six sources with contact details; minimal: two sources with only names, "
+        "dates of birth and postcodes",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     if args.persons < 1 or args.seed < 0:
         parser.error("--persons must be >= 1 and --seed >= 0")
+    if args.shape == "minimal":
+        return _minimal(args.persons, args.seed, args.out)
 
     summary = generate(args.persons, args.seed, args.out, progress=not args.no_progress)
     paths = {**SOURCE_FILES, "truth": TRUTH_FILE}
@@ -33,6 +48,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary.persons:,} persons, {summary.identity_records:,} identity records "
         f"in {summary.seconds:.1f} s"
     )
+    return 0
+
+
+def _minimal(persons: int, seed: int, out: Path) -> int:
+    # Fast enough without a progress bar even at tens of thousands of persons.
+    started = time.perf_counter()
+    counts = generate_minimal(persons, seed, out)
+    seconds = time.perf_counter() - started
+    paths = {**MINIMAL_SOURCE_FILES, "truth": MINIMAL_TRUTH_FILE}
+    print(f"Wrote {len(paths) + 1} files to {out}:")
+    print("  sources.yaml")
+    for name, path in paths.items():
+        print(f"  {path:<40} {counts[name]:>10,} rows")
+    records = counts["members"] + counts["registrations"]
+    print(f"{persons:,} persons, {records:,} identity records in {seconds:.1f} s")
     return 0
 
 

@@ -173,6 +173,55 @@ class Source(_Strict):
         return list(dict.fromkeys(cols))
 
 
+class MatchingConfig(_Strict):
+    """How records are matched into customers (the `matching:` section of the registry)."""
+
+    backend: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="Where Splink runs: embedded DuckDB, or Spark (pyspark)."
+    )
+    match_threshold: float = Field(
+        0.9, gt=0, lt=1, description="Match probability at or above which two records link."
+    )
+    review_band: tuple[float, float] = Field(
+        (0.5, 0.99), description="Pairs with a probability in [low, high) go to review."
+    )
+    min_pair_probability: float = Field(
+        0.01, gt=0, lt=1, description="Scored pairs below this probability are not stored."
+    )
+    max_cluster_size: int = Field(
+        30, ge=2, description="A cluster with more records than this fails the size check."
+    )
+    max_comparisons_per_record: float = Field(
+        500, gt=0, description="Pre-flight limit on blocked comparisons, per input record."
+    )
+    max_block_size: int = Field(
+        50,
+        ge=2,
+        description="An email, phone or identifier held by more records is generic: it is "
+        "not used for blocking or deterministic links.",
+    )
+    seed: int = Field(42, description="Seed for u sampling, so training is reproducible.")
+    u_max_pairs: float = Field(2e6, gt=0, description="Random pairs sampled to estimate u.")
+    em_max_pairs: float = Field(2e6, gt=0, description="Cap on blocked pairs per EM session.")
+    training_rules: list[list[str]] | None = Field(
+        None,
+        description="EM blocking rules as lists of columns; default: chosen from the data.",
+    )
+    target_pairwise_f1: float = Field(0.97, ge=0, le=1, description="Accuracy check target.")
+    target_exact_persons: float = Field(
+        0.95, ge=0, le=1, description="Accuracy check target: share of persons exact."
+    )
+    spark_master: str = Field("local[2]", description="Spark master URL for backend: spark.")
+    spark_driver_memory: str = Field("2g", description="Spark driver memory.")
+
+    @model_validator(mode="after")
+    def _band(self) -> MatchingConfig:
+        low, high = self.review_band
+        if not 0 < low < high <= 1:
+            raise ValueError(f"review_band must satisfy 0 < low < high <= 1, got {low}, {high}")
+        return self
+
+
 class Registry(_Strict):
     """The whole registry file: sources and an optional truth file for evaluation."""
 
@@ -180,6 +229,14 @@ class Registry(_Strict):
     truth: Path | None = Field(None, description="CSV: source, source_record_id, person_id.")
     max_rejected_share: float = Field(
         0.05, ge=0, le=1, description="Default share of records rejected whole that stops a run."
+    )
+    matching: MatchingConfig = Field(
+        default_factory=MatchingConfig, description="How records are matched into customers."
+    )
+    overrides: Path | None = Field(
+        None,
+        description="Steward match overrides CSV, relative to the registry "
+        "(default governance/match_overrides.csv when that file exists).",
     )
     base_dir: Path = Field(Path("."), exclude=True)
     registry_file: Path = Field(Path("sources.yaml"), exclude=True)
@@ -222,6 +279,10 @@ class Registry(_Strict):
     def truth_file(self) -> Path | None:
         """The absolute path of the truth file, if the registry names one."""
         return self.resolve(self.truth) if self.truth else None
+
+    def overrides_file(self) -> Path:
+        """The steward overrides CSV (it need not exist: no file means no overrides)."""
+        return self.resolve(self.overrides or Path("governance/match_overrides.csv"))
 
     def rejected_share_limit(self, source: Source) -> float:
         """The share of records rejected whole that stops the run for this source."""
@@ -282,6 +343,11 @@ def load_registry(path: str | Path, *, require_files: bool = False) -> Registry:
             raise RegistryError(
                 f"source {source.name!r}: file {resolved} (key 'path' in {path}) does not exist"
             )
+    if not registry.overrides_file().is_relative_to(base):
+        raise RegistryError(
+            f"invalid source registry {path}:\n  - top level, key 'overrides': "
+            f"{registry.overrides} resolves outside the registry folder {base}"
+        )
     truth = registry.truth_file()
     if truth is not None and not truth.is_relative_to(base):
         raise RegistryError(

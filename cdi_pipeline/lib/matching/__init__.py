@@ -1,0 +1,1 @@
+"""Probabilistic record matching with Splink: model, rules, clusters and stable ids."""

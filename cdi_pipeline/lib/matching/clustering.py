@@ -1,0 +1,134 @@
+"""Clustering of linked pairs into customers, respecting cannot-link decisions.
+
+Connected components are found set-wise (label propagation with pointer jumping, one polars
+join per round, a handful of rounds). Only components that hold both records of a cannot-link
+decision are re-clustered edge by edge, strongest evidence first, refusing any union that
+would join two records a steward (or a rule) said are different people: those components are
+few and small, so that loop never touches the bulk of the data.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+NODE = "unique_id"
+# Evidence order for the constrained re-clustering: steward first, then rules, then model.
+_PRIORITY = {"must_link": 0, "deterministic": 1, "model": 2}
+
+
+def connected_components(nodes: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
+    """unique_id -> cluster_key (the smallest unique_id of its component)."""
+    labels = pl.DataFrame({NODE: nodes.unique().sort()}).with_columns(
+        pl.col(NODE).alias("label")
+    )
+    both = pl.concat(
+        [
+            edges.select(pl.col("unique_id_l").alias("a"), pl.col("unique_id_r").alias("b")),
+            edges.select(pl.col("unique_id_r").alias("a"), pl.col("unique_id_l").alias("b")),
+        ]
+    ).unique()
+    for _ in range(200):
+        # Each node takes the smallest label among itself and its neighbours ...
+        neighbour = (
+            both.join(labels, left_on="b", right_on=NODE)
+            .group_by("a")
+            .agg(pl.col("label").min().alias("candidate"))
+        )
+        step = labels.join(neighbour, left_on=NODE, right_on="a", how="left").select(
+            NODE, pl.min_horizontal("label", "candidate").alias("label")
+        )
+        # ... then jumps to its label's label, which halves the remaining distance.
+        step = step.join(
+            step.rename({NODE: "label", "label": "jump"}), on="label", how="left"
+        ).select(NODE, pl.min_horizontal("label", "jump").alias("label"))
+        if step.join(labels, on=NODE).filter(pl.col("label") != pl.col("label_right")).is_empty():
+            return step.rename({"label": "cluster_key"})
+        labels = step
+    raise RuntimeError("connected components did not converge in 200 rounds")
+
+
+def _constrained(edges: pl.DataFrame, forbidden: set[tuple[str, str]]) -> dict[str, str]:
+    """Greedy union in evidence order, skipping unions that join a forbidden pair."""
+    parent: dict[str, str] = {}
+    members: dict[str, set[str]] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        members.setdefault(x, {x})
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    blocked_by: dict[str, set[str]] = {}
+    for a, b in forbidden:
+        blocked_by.setdefault(a, set()).add(b)
+        blocked_by.setdefault(b, set()).add(a)
+    ordered = edges.sort(["priority", "match_probability", "unique_id_l", "unique_id_r"],
+                         descending=[False, True, False, False])
+    for a, b, kind in ordered.select("unique_id_l", "unique_id_r", "kind").iter_rows():
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        small, large = sorted((ra, rb), key=lambda r: len(members[r]))
+        conflict = kind != "must_link" and any(
+            blocked_by.get(x, set()) & members[large] for x in members[small]
+        )
+        if conflict:
+            continue
+        parent[small] = large
+        members[large] |= members.pop(small)
+    return {x: find(x) for x in list(parent)}
+
+
+def cluster(
+    nodes: pl.Series, links: pl.DataFrame, cannot_link: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cluster nodes over `links` (unique_id_l, unique_id_r, match_probability, kind).
+
+    Returns (assignment: unique_id, cluster_key, cluster_size) and the cannot-link pairs
+    that could not be honoured because must-link decisions chain them together.
+    """
+    links = links.join(
+        cannot_link.select("unique_id_l", "unique_id_r"), on=["unique_id_l", "unique_id_r"],
+        how="anti",
+    )
+    assignment = connected_components(nodes, links)
+    violated = (
+        cannot_link.join(assignment, left_on="unique_id_l", right_on=NODE)
+        .join(assignment, left_on="unique_id_r", right_on=NODE, suffix="_r")
+        .filter(pl.col("cluster_key") == pl.col("cluster_key_r"))
+    )
+    unresolved = cannot_link.clear().select("unique_id_l", "unique_id_r")
+    if violated.height:
+        affected = violated.get_column("cluster_key").unique()
+        members = assignment.filter(pl.col("cluster_key").is_in(affected.implode()))
+        sub_edges = links.join(members.select(NODE), left_on="unique_id_l", right_on=NODE,
+                               how="semi").with_columns(
+            pl.col("kind").replace_strict(_PRIORITY, return_dtype=pl.Int8).alias("priority")
+        )
+        forbidden = {(a, b) for a, b in violated.select("unique_id_l", "unique_id_r").iter_rows()}
+        roots = _constrained(sub_edges, forbidden)
+        regrouped = pl.DataFrame(
+            {NODE: list(roots), "root": list(roots.values())}, schema={NODE: pl.String,
+                                                                      "root": pl.String}
+        )
+        regrouped = members.select(NODE).join(regrouped, on=NODE, how="left").with_columns(
+            pl.col("root").fill_null(pl.col(NODE))
+        ).with_columns(pl.col(NODE).min().over("root").alias("cluster_key")).select(
+            NODE, "cluster_key"
+        )
+        assignment = pl.concat(
+            [assignment.join(members.select(NODE), on=NODE, how="anti"), regrouped]
+        )
+        unresolved = (
+            violated.select("unique_id_l", "unique_id_r")
+            .join(regrouped, left_on="unique_id_l", right_on=NODE)
+            .join(regrouped, left_on="unique_id_r", right_on=NODE, suffix="_r")
+            .filter(pl.col("cluster_key") == pl.col("cluster_key_r"))
+            .select("unique_id_l", "unique_id_r")
+        )
+    assignment = assignment.with_columns(
+        pl.len().over("cluster_key").cast(pl.Int64).alias("cluster_size")
+    ).sort(NODE)
+    return assignment, unresolved

@@ -1,0 +1,321 @@
+"""Splink sessions: the backend (DuckDB or Spark), training, the saved model, prediction.
+
+Splink runs on its own database session, never on the warehouse file, so its scratch tables
+cannot land there (FIELD_NOTES). The trained model is a JSON file named by a content hash and
+reused by later runs until retraining is asked for or the data's shape changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+from splink import Linker, block_on
+
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
+from cdi_pipeline.lib.matching.spec import ModelSpec, splink_settings
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Where Splink runs and with which resources."""
+
+    backend: str = "duckdb"
+    memory_limit: str = "4GB"
+    threads: int = 2
+    temp_directory: Path | None = None
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+
+
+@contextlib.contextmanager
+def open_backend(config: BackendConfig) -> Iterator[Any]:
+    """A Splink database API on a fresh session, closed (DuckDB) or cleared (Spark) after use."""
+    scratch = Path(config.temp_directory or tempfile.gettempdir())
+    scratch.mkdir(parents=True, exist_ok=True)
+    if config.backend == "duckdb":
+        from splink import DuckDBAPI
+
+        con = duckdb.connect(
+            config={
+                "memory_limit": config.memory_limit,
+                "threads": config.threads,
+                "temp_directory": str(scratch / "splink_spill"),
+            }
+        )
+        try:
+            yield DuckDBAPI(connection=con)
+        finally:
+            con.close()
+    elif config.backend == "spark":
+        from splink import SparkAPI
+        from splink.backends.spark import similarity_jar_location
+
+        spark = _spark_session(config, similarity_jar_location())
+        checkpoints = Path(tempfile.mkdtemp(prefix="splink_ckpt_", dir=scratch))
+        spark.sparkContext.setCheckpointDir(str(checkpoints))
+        try:
+            yield SparkAPI(spark_session=spark, break_lineage_method="parquet")
+        finally:
+            spark.catalog.clearCache()
+    else:
+        raise ValueError(f"unknown matching backend {config.backend!r}; use duckdb or spark")
+
+
+def _spark_session(config: BackendConfig, jar: str):
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise RuntimeError(
+            "matching.backend is 'spark' but pyspark is not installed: "
+            "pip install 'cdi_pipeline[spark]' (it needs Java 17 or newer)"
+        ) from exc
+    return (
+        SparkSession.builder.master(config.spark_master)
+        .appName("cdi_pipeline_matching")
+        .config("spark.jars", jar)
+        .config("spark.driver.memory", config.spark_driver_memory)
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.default.parallelism", "8")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+
+
+def register_input(db_api: Any, frame: pl.DataFrame) -> Any:
+    """Register the Splink input table on the backend."""
+    table = frame.to_arrow()
+    if type(db_api).__name__ == "SparkAPI":
+        # Spark 4 builds a DataFrame straight from Arrow; Splink's own path wants pandas.
+        table = db_api.spark.createDataFrame(table)
+    return db_api.register(table, table_name="cdi_match_input")
+
+
+def to_polars(splink_frame: Any) -> pl.DataFrame:
+    """A Splink result table as polars, whatever the backend."""
+    table = splink_frame.as_pyarrow_table()
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_batches(table)
+    return pl.from_arrow(table)
+
+
+# --- the saved model ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A trained model as stored on disk."""
+
+    version: str
+    spec_fingerprint: str
+    trained_at: str
+    training: list[dict[str, Any]]
+    splink_settings: dict[str, Any]
+    path: Path
+
+    @property
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "version": self.version,
+            "spec_fingerprint": self.spec_fingerprint,
+            "trained_at": self.trained_at,
+            "training": self.training,
+            "splink_settings": self.splink_settings,
+        }
+
+
+def model_version(splink_settings_dict: dict[str, Any]) -> str:
+    """Content hash of the model's settings and parameters: equal models, equal versions."""
+    payload = json.dumps(splink_settings_dict, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def current_model_path(models_dir: Path) -> Path:
+    """The pointer file naming the model later runs reuse."""
+    return models_dir / "current.json"
+
+
+def load_current_model(models_dir: Path) -> SavedModel | None:
+    """The model recorded as current, or None when none was trained yet."""
+    pointer = current_model_path(models_dir)
+    if not pointer.is_file():
+        return None
+    version = json.loads(pointer.read_text(encoding="utf-8"))["version"]
+    return load_model(models_dir / f"match_model_{version}.json")
+
+
+def load_model(path: Path) -> SavedModel:
+    """Read a saved model file."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: unsupported model format {data.get('format')!r}")
+    return SavedModel(
+        version=data["version"],
+        spec_fingerprint=data["spec_fingerprint"],
+        trained_at=data["trained_at"],
+        training=data["training"],
+        splink_settings=data["splink_settings"],
+        path=path,
+    )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def save_model(
+    models_dir: Path,
+    settings_dict: dict[str, Any],
+    spec: ModelSpec,
+    training: list[dict[str, Any]],
+    *,
+    make_current: bool,
+) -> SavedModel:
+    """Write a model file (named by its version) and, if asked, point `current.json` at it."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    version = model_version(settings_dict)
+    model = SavedModel(
+        version=version,
+        spec_fingerprint=spec.fingerprint(),
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        training=training,
+        splink_settings=settings_dict,
+        path=models_dir / f"match_model_{version}.json",
+    )
+    _atomic_write(model.path, json.dumps(model.as_json, indent=2, default=str))
+    if make_current:
+        promote_model(models_dir, model)
+    return model
+
+
+def promote_model(models_dir: Path, model: SavedModel) -> None:
+    """Make a saved model the one later runs reuse."""
+    _atomic_write(
+        current_model_path(models_dir),
+        json.dumps({"version": model.version, "promoted_at": datetime.now(UTC).isoformat()}),
+    )
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def _deterministic_rules(spec: ModelSpec) -> list:
+    """Near-certain rules used to estimate the prior match probability."""
+    rules = []
+    if "email" in spec.comparisons and "first_name" in spec.comparisons:
+        rules.append(block_on("email_block", "first_name_canonical"))
+    if "date_of_birth" in spec.comparisons and "last_name" in spec.comparisons:
+        rules.append(block_on("first_name_canonical", "last_name_key", "date_of_birth"))
+    if "phone" in spec.comparisons and "last_name" in spec.comparisons:
+        rules.append(block_on("phone_block", "last_name_key"))
+    if "address" in spec.comparisons and "last_name" in spec.comparisons:
+        rules.append(block_on("postcode", "house_number", "first_initial", "last_name_key"))
+    if not rules:
+        rules.append(block_on(*spec.blocking_rules[0]))
+    return rules
+
+
+def train(
+    db_api: Any,
+    frame: pl.DataFrame,
+    spec: ModelSpec,
+    *,
+    seed: int,
+    u_max_pairs: float,
+    em_max_pairs: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train a model: prior from deterministic rules, u by seeded sampling, m by EM.
+
+    Returns the Splink settings dict with parameters, and one record per EM session
+    (rule, iterations, converged, seconds) for the sanity check and the UI.
+    """
+    linker = Linker(register_input(db_api, frame), splink_settings(spec, 1e-4))
+    started = time.monotonic()
+    linker.training.estimate_probability_two_random_records_match(
+        _deterministic_rules(spec), recall=0.7
+    )
+    log.info("prior estimated in %.1fs; estimating u", time.monotonic() - started)
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
+    log.info("u estimated after %.1fs", time.monotonic() - started)
+    max_iterations = linker._settings_obj.training_settings.max_iterations
+    sessions = []
+    for rule in spec.training_rules:
+        t0 = time.monotonic()
+        session = linker.training.estimate_parameters_using_expectation_maximisation(
+            block_on(*rule), max_pairs=em_max_pairs
+        )
+        iterations = len(session._core_model_settings_history) - 1
+        sessions.append(
+            {
+                "blocking_rule": list(rule),
+                "iterations": iterations,
+                "converged": iterations < max_iterations,
+                "seconds": round(time.monotonic() - t0, 2),
+            }
+        )
+        log.info("EM on %s: %d iterations in %.1fs", rule, iterations, time.monotonic() - t0)
+    settings = linker.misc.save_model_to_json()
+    _identifier_priors(settings)
+    return settings, sessions
+
+
+# m of an identifier's exact level when no EM training pair carried the identifier on both
+# sides: the same person keeps the same loyalty card or device id most of the time.
+IDENTIFIER_PRIOR_M = 0.9
+
+
+def _identifier_priors(settings: dict[str, Any]) -> None:
+    """Give identifier comparisons EM could not observe a documented prior m, in place."""
+    for comparison in settings["comparisons"]:
+        name = comparison["output_column_name"]
+        if not name.startswith(IDENTIFIER_PREFIX):
+            continue
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        if isinstance(levels[0].get("m_probability"), int | float):
+            continue
+        log.warning("%s: never agreed in EM training pairs; using prior m=%.2f",
+                    name, IDENTIFIER_PRIOR_M)
+        levels[0]["m_probability"] = IDENTIFIER_PRIOR_M
+        levels[-1]["m_probability"] = 1 - IDENTIFIER_PRIOR_M
+
+
+def linker_for(db_api: Any, frame: pl.DataFrame, settings_dict: dict[str, Any]) -> Linker:
+    """A linker over `frame` with a saved model's settings."""
+    return Linker(register_input(db_api, frame), json.loads(json.dumps(settings_dict)))
+
+
+def count_comparisons(linker: Linker, blocking_rules: list[list[str]]) -> pl.DataFrame:
+    """Pre-flight: exact number of pairs each blocking rule adds (marginal and cumulative)."""
+    records = linker.blocking_analysis.count_comparisons_from_blocking_rules(
+        [block_on(*r) for r in blocking_rules], record_sample_proportion=1.0
+    )
+    return pl.DataFrame(
+        {
+            "blocking_rule": [", ".join(r) for r in blocking_rules],
+            "marginal_pairs": [int(r["marginal_comparison_count"]) for r in records],
+            "cumulative_pairs": [int(r["cumulative_comparison_count"]) for r in records],
+        }
+    )

@@ -1,0 +1,296 @@
+"""One matching pass: score pairs, add rules and steward decisions, cluster, assign ids.
+
+Plain functions over polars frames and a Splink linker; the Dagster asset around them only
+reads inputs, writes the tables in one transaction and reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cdi_pipeline.lib.matching import engine
+from cdi_pipeline.lib.matching.clustering import cluster
+from cdi_pipeline.lib.matching.ids import IdAssignment, assign_ids
+from cdi_pipeline.lib.matching.rules import deterministic_pairs
+from cdi_pipeline.lib.matching.spec import UNIQUE_ID, ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Record fields shown side by side in the review queue.
+REVIEW_FIELDS = (
+    "first_name_key", "last_name_key", "date_of_birth", "email", "phone", "postcode",
+    "house_number",
+)
+
+
+class ComparisonBudgetExceeded(RuntimeError):
+    """The blocking rules would generate more pairs than the configured budget."""
+
+
+@dataclass
+class MatchOutcome:
+    """Everything one matching pass produced."""
+
+    pairs: pl.DataFrame
+    review_queue: pl.DataFrame
+    xref: pl.DataFrame
+    clusters: pl.DataFrame
+    ids: IdAssignment
+    unresolved_cannot_links: pl.DataFrame
+    preflight: pl.DataFrame
+    stats: dict[str, Any] = field(default_factory=dict)
+    charts: dict[str, Path] = field(default_factory=dict)
+
+
+def _split_key(prefix: str, side: str) -> list[pl.Expr]:
+    parts = pl.col(f"unique_id_{side}").str.split_exact("|", 1)
+    return [
+        parts.struct.field("field_0").alias(f"source_{side}"),
+        parts.struct.field("field_1").alias(f"source_record_id_{side}"),
+    ]
+
+
+def score_pairs(
+    linker: Any, spec: ModelSpec, *, min_probability: float, budget: float, charts_dir: Path | None
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]]:
+    """Pre-flight the comparison count, predict, and write explanation charts."""
+    preflight = engine.count_comparisons(linker, spec.blocking_rules)
+    total = int(preflight.get_column("cumulative_pairs").max() or 0)
+    if total > budget:
+        raise ComparisonBudgetExceeded(
+            f"blocking rules would score {total:,} pairs, over the budget of {budget:,.0f} "
+            "(matching.max_comparisons_per_record x records). Per rule:\n"
+            + "\n".join(
+                f"  {r['blocking_rule']}: +{r['marginal_pairs']:,}"
+                for r in preflight.iter_rows(named=True)
+            )
+            + "\nA rule on a field with a few very common values is the usual cause; "
+            "lower matching.max_block_size or raise the budget."
+        )
+    log.info("pre-flight: %s pairs from %d blocking rules", f"{total:,}", len(spec.blocking_rules))
+    started = time.monotonic()
+    predicted = linker.inference.predict(threshold_match_probability=min_probability)
+    pairs = engine.to_polars(predicted)
+    log.info("scored %s pairs in %.1fs", f"{pairs.height:,}", time.monotonic() - started)
+    charts: dict[str, Path] = {}
+    if charts_dir is not None:
+        charts = write_prediction_charts(linker, predicted, pairs, charts_dir)
+    mw = [c for c in pairs.columns if c.startswith("mw_") and not c.startswith("mw_tf_")]
+    gamma = [c for c in pairs.columns if c.startswith("gamma_")]
+    pairs = pairs.select(
+        "unique_id_l", "unique_id_r", "match_weight", "match_probability", *mw, *gamma
+    )
+    return pairs, preflight, charts
+
+
+def write_prediction_charts(
+    linker: Any, predicted: Any, pairs: pl.DataFrame, charts_dir: Path
+) -> dict[str, Path]:
+    """Waterfall charts for sampled pairs and Splink's comparison viewer, as HTML."""
+    charts_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    if pairs.height:
+        # A spread of pairs from sure non-matches to sure matches, seeded so runs agree.
+        sample = pairs.sort("match_weight").gather_every(max(pairs.height // 12, 1)).head(12)
+        records = sample.to_dicts()
+        chart = linker.visualisations.waterfall_chart(records, filter_nulls=True)
+        path = charts_dir / "waterfall_sampled_pairs.html"
+        path.write_text(chart.to_html(inline=True), encoding="utf-8")
+        out["waterfall"] = path
+        viewer = charts_dir / "comparison_viewer.html"
+        linker.visualisations.comparison_viewer_dashboard(
+            predicted, str(viewer), overwrite=True, num_example_rows=2
+        )
+        out["comparison_viewer"] = viewer
+    return out
+
+
+def build_links(
+    scored: pl.DataFrame,
+    rule_pairs: pl.DataFrame,
+    overrides: pl.DataFrame,
+    threshold: float,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """All pairs with how they were decided; the links to cluster on; the cannot-links.
+
+    Precedence: a steward decision beats a rule, a rule beats the model.
+    """
+    pairs = scored.join(
+        rule_pairs.rename({"rule": "rule_fired"}), on=["unique_id_l", "unique_id_r"], how="full",
+        coalesce=True,
+    ).join(
+        overrides.select("unique_id_l", "unique_id_r", "decision", "decided_by", "reason"),
+        on=["unique_id_l", "unique_id_r"], how="full", coalesce=True,
+    )
+    pairs = pairs.with_columns(
+        pl.when(pl.col("decision").is_not_null()).then(pl.lit("steward"))
+        .when(pl.col("rule_fired").is_not_null()).then(pl.lit("rule"))
+        .otherwise(pl.lit("model")).alias("decided_by_kind"),
+        pl.when(pl.col("decision") == "cannot_link").then(False)
+        .when(pl.col("decision") == "must_link").then(True)
+        .when(pl.col("rule_fired").is_not_null()).then(True)
+        .otherwise(pl.col("match_probability") >= threshold).alias("is_link"),
+    )
+    links = pairs.filter(pl.col("is_link")).select(
+        "unique_id_l", "unique_id_r",
+        pl.col("match_probability").fill_null(1.0),
+        pl.when(pl.col("decision") == "must_link").then(pl.lit("must_link"))
+        .when(pl.col("rule_fired").is_not_null()).then(pl.lit("deterministic"))
+        .otherwise(pl.lit("model")).alias("kind"),
+    )
+    cannot = pairs.filter(pl.col("decision") == "cannot_link").select(
+        "unique_id_l", "unique_id_r"
+    )
+    return pairs, links, cannot
+
+
+def match(
+    frame: pl.DataFrame,
+    linker: Any,
+    spec: ModelSpec,
+    overrides: pl.DataFrame,
+    previous_xref: pl.DataFrame,
+    previous_map: pl.DataFrame,
+    *,
+    threshold: float,
+    review_band: tuple[float, float],
+    min_probability: float,
+    max_comparisons: float,
+    run_id: str,
+    model_version: str,
+    now,
+    charts_dir: Path | None = None,
+) -> MatchOutcome:
+    """Score, decide, cluster and assign ids for all records in `frame`."""
+    scored, preflight, charts = score_pairs(
+        linker, spec, min_probability=min_probability, budget=max_comparisons,
+        charts_dir=charts_dir,
+    )
+    rule_pairs = deterministic_pairs(frame)
+    pairs, links, cannot = build_links(scored, rule_pairs, overrides, threshold)
+    assignment, unresolved = cluster(frame.get_column(UNIQUE_ID), links, cannot)
+    previous = previous_xref.select(
+        (pl.col("source") + "|" + pl.col("source_record_id")).alias(UNIQUE_ID), "customer_id"
+    )
+    ids = assign_ids(
+        assignment.select(UNIQUE_ID, "cluster_key"), previous, previous_map,
+        run_id=run_id, model_version=model_version, now=now,
+    )
+    customer = ids.assignment.select(UNIQUE_ID, "customer_id")
+
+    pairs = (
+        pairs.join(customer, left_on="unique_id_l", right_on=UNIQUE_ID, how="left")
+        .join(customer, left_on="unique_id_r", right_on=UNIQUE_ID, how="left", suffix="_r")
+        .with_columns(
+            (pl.col("customer_id") == pl.col("customer_id_r")).alias("same_customer"),
+            *_split_key("source", "l"),
+            *_split_key("source", "r"),
+        )
+        .drop("customer_id", "customer_id_r")
+    )
+    lead = ["source_l", "source_record_id_l", "source_r", "source_record_id_r",
+            "match_probability", "match_weight", "decided_by_kind", "rule_fired", "decision",
+            "decided_by", "reason", "is_link", "same_customer"]
+    rest = [c for c in pairs.columns if c not in lead and c not in ("unique_id_l", "unique_id_r")]
+    pairs = pairs.select(*lead, *rest).sort("source_l", "source_record_id_l", "source_r",
+                                            "source_record_id_r")
+
+    low, high = review_band
+    fields = frame.select(UNIQUE_ID, *[c for c in REVIEW_FIELDS if c in frame.columns])
+    review = (
+        pairs.filter(
+            pl.col("decision").is_null()
+            & pl.col("rule_fired").is_null()
+            & pl.col("match_probability").is_between(low, high, closed="left")
+        )
+        .with_columns(
+            (pl.col("source_l") + "|" + pl.col("source_record_id_l")).alias("_l"),
+            (pl.col("source_r") + "|" + pl.col("source_record_id_r")).alias("_r"),
+            (pl.col("match_probability") - threshold).abs().alias("distance_to_threshold"),
+        )
+        .join(fields, left_on="_l", right_on=UNIQUE_ID, how="left")
+        .join(fields, left_on="_r", right_on=UNIQUE_ID, how="left", suffix="_r")
+        .drop("_l", "_r", "decision", "decided_by", "reason", "rule_fired", "decided_by_kind")
+        .with_columns(
+            pl.when(pl.col("same_customer"))
+            .then(pl.lit("linked now: add cannot_link if these are different people"))
+            .otherwise(pl.lit("not linked now: add must_link if this is one person"))
+            .alias("suggested_action")
+        )
+        .sort("distance_to_threshold", "source_l", "source_record_id_l")
+    )
+    review = review.select(
+        "source_l", "source_record_id_l", "source_r", "source_record_id_r",
+        "match_probability", "same_customer", "suggested_action",
+        *[f"{f}{s}" for f in REVIEW_FIELDS if f in frame.columns for s in ("", "_r")],
+        *[c for c in review.columns if c.startswith("mw_")],
+        "distance_to_threshold",
+    ).rename({f: f"{f}_l" for f in REVIEW_FIELDS if f in frame.columns})
+
+    # Confidence of a record's membership: its strongest link inside its cluster.
+    edge_conf = pl.concat(
+        [
+            links.select(pl.col("unique_id_l").alias(UNIQUE_ID), "match_probability", "kind"),
+            links.select(pl.col("unique_id_r").alias(UNIQUE_ID), "match_probability", "kind"),
+        ]
+    )
+    edge_conf = (
+        edge_conf.join(customer, on=UNIQUE_ID)
+        .sort("match_probability", descending=True)
+        .group_by(UNIQUE_ID)
+        .agg(pl.col("match_probability").first().alias("match_confidence"),
+             pl.col("kind").first().alias("linked_by"))
+    )
+    xref = (
+        ids.assignment.join(assignment.select(UNIQUE_ID, "cluster_size"), on=UNIQUE_ID)
+        .join(edge_conf, on=UNIQUE_ID, how="left")
+        .join(frame.select(UNIQUE_ID, "source", "source_record_id"), on=UNIQUE_ID)
+        .with_columns(
+            pl.col("linked_by").fill_null(pl.lit("singleton")),
+            pl.lit(model_version).alias("model_version"),
+            pl.lit(run_id).alias("run_id"),
+            pl.lit(now).cast(pl.Datetime("us")).alias("assigned_at"),
+        )
+        .select("source", "source_record_id", "customer_id", "cluster_size",
+                "match_confidence", "linked_by", "model_version", "run_id", "assigned_at")
+        .sort("source", "source_record_id")
+    )
+    in_cluster_links = links.join(customer, left_on="unique_id_l", right_on=UNIQUE_ID).join(
+        customer, left_on="unique_id_r", right_on=UNIQUE_ID, suffix="_r"
+    ).filter(pl.col("customer_id") == pl.col("customer_id_r"))
+    clusters = (
+        xref.group_by("customer_id")
+        .agg(
+            pl.len().cast(pl.Int64).alias("records"),
+            pl.col("source").n_unique().cast(pl.Int64).alias("sources"),
+            pl.col("source").unique().sort().str.join(", ").alias("source_list"),
+        )
+        .join(
+            in_cluster_links.group_by("customer_id").agg(
+                pl.col("match_probability").min().alias("weakest_link"),
+                pl.col("match_probability").mean().alias("mean_link"),
+                pl.len().cast(pl.Int64).alias("links"),
+                (pl.col("kind") == "must_link").any().alias("has_steward_link"),
+            ),
+            on="customer_id", how="left",
+        )
+        .with_columns(pl.col("links").fill_null(0), pl.col("has_steward_link").fill_null(False))
+        .sort("customer_id")
+    )
+    stats = {
+        "records": frame.height,
+        "pairs_scored": scored.height,
+        "pairs_linked": links.height,
+        "deterministic_links": rule_pairs.height,
+        "steward_overrides": overrides.height,
+        "customers": clusters.height,
+        "review_queue": review.height,
+        "unresolved_cannot_links": unresolved.height,
+    }
+    return MatchOutcome(pairs, review, xref, clusters, ids, unresolved, preflight, stats, charts)

@@ -1,0 +1,324 @@
+"""The Splink model specification, derived from which canonical fields the data populates.
+
+A source set with only names and birth dates gets a model of names and birth dates; one with
+everything gets every comparison. The same derivation chooses blocking rules (for recall
+across fields) and EM training rules (on fields that stay sound at scale, see FIELD_NOTES:
+EM blocked on names collapses on large data, EM on date of birth and on email does not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import polars as pl
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+from splink import SettingsCreator, block_on
+
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
+
+UNIQUE_ID = "unique_id"
+# A field counts as populated when at least this share of records carries it; below that
+# its comparison has too few observations for EM to estimate m reliably.
+MIN_COVERAGE = 0.02
+
+# Columns of the Splink input table, derived from cleaned.customer_records.
+MATCH_INPUT_COLUMNS = (
+    UNIQUE_ID,
+    "source",
+    "source_record_id",
+    "first_name_key",
+    "first_name_canonical",
+    "first_initial",
+    "last_name_key",
+    "date_of_birth",
+    "gender",
+    "email",
+    "email_local",
+    "email_block",
+    "phone",
+    "phone_type",
+    "phone_block",
+    "postcode",
+    "postcode_area",
+    "house_number",
+    "street_key",
+    "city_key",
+)
+
+GENERIC_EMAIL_LOCALS = (
+    "info",
+    "admin",
+    "administratie",
+    "sales",
+    "contact",
+    "office",
+    "support",
+    "service",
+    "klantenservice",
+    "noreply",
+    "no-reply",
+    "test",
+    "factuur",
+    "facturen",
+    "billing",
+)
+
+
+def record_key(source: pl.Expr, record_id: pl.Expr) -> pl.Expr:
+    """The node id of a record in every matching table: `source|source_record_id`."""
+    return pl.concat_str([source, pl.lit("|"), record_id])
+
+
+def prepare_input(records: pl.DataFrame, max_block_size: int) -> pl.DataFrame:
+    """The Splink input: one row per cleaned record, with comparison and blocking columns.
+
+    Block keys (`email_block`, `phone_block`, identifiers) are nulled for generic values
+    (role addresses, values held by more than `max_block_size` records): such values make
+    huge blocks and say nothing about who a person is.
+    """
+    identifiers = [c for c in records.columns if c.startswith(IDENTIFIER_PREFIX)]
+    email_local = pl.col("email").str.split_exact("@", 1).struct.field("field_0")
+    frame = records.select(
+        record_key(pl.col("source"), pl.col("source_record_id")).alias(UNIQUE_ID),
+        "source",
+        "source_record_id",
+        "first_name_key",
+        "first_name_canonical",
+        pl.col("initials").str.slice(0, 1).alias("first_initial"),
+        "last_name_key",
+        "date_of_birth",
+        "gender",
+        "email",
+        email_local.alias("email_local"),
+        "phone",
+        "phone_type",
+        "postcode",
+        # The 4-digit area of a Dutch postcode, or the whole code elsewhere.
+        pl.col("postcode").str.extract(r"^(\d{4})", 1).fill_null(pl.col("postcode"))
+        .alias("postcode_area"),
+        "house_number",
+        "street_key",
+        "city_key",
+        *identifiers,
+    )
+    generic_local = email_local.is_in(list(GENERIC_EMAIL_LOCALS))
+    frame = frame.with_columns(
+        pl.when(generic_local | (pl.len().over("email") > max_block_size))
+        .then(None)
+        .otherwise(pl.col("email"))
+        .alias("email_block"),
+        pl.when(pl.len().over("phone") > max_block_size)
+        .then(None)
+        .otherwise(pl.col("phone"))
+        .alias("phone_block"),
+        *[
+            pl.when(pl.len().over(c) > max_block_size).then(None).otherwise(pl.col(c)).alias(c)
+            for c in identifiers
+        ],
+    )
+    return frame.select(*MATCH_INPUT_COLUMNS, *identifiers).sort(UNIQUE_ID)
+
+
+def coverage(frame: pl.DataFrame) -> dict[str, float]:
+    """Share of records carrying each input column."""
+    n = max(frame.height, 1)
+    counts = frame.select(pl.all().count()).row(0, named=True)
+    return {name: counts[name] / n for name in frame.columns}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the model compares, how pairs are blocked, and which rules train it."""
+
+    comparisons: list[str]
+    blocking_rules: list[list[str]]
+    training_rules: list[list[str]]
+    identifiers: list[str] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """A hash of the spec: a saved model is reused only when this still matches."""
+        payload = json.dumps(
+            {
+                "comparisons": self.comparisons,
+                "blocking": self.blocking_rules,
+                "training": self.training_rules,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def derive_spec(frame: pl.DataFrame, training_rules: list[list[str]] | None = None) -> ModelSpec:
+    """Choose comparisons, blocking rules and EM training rules from populated fields."""
+    cov = coverage(frame)
+
+    def has(*cols: str) -> bool:
+        return all(cov.get(c, 0.0) >= MIN_COVERAGE for c in cols)
+
+    comparisons: list[str] = []
+    if has("first_initial"):
+        comparisons.append("first_name")
+    if has("last_name_key"):
+        comparisons.append("last_name")
+    if has("date_of_birth"):
+        comparisons.append("date_of_birth")
+    if has("gender"):
+        comparisons.append("gender")
+    if has("email"):
+        comparisons.append("email")
+    if has("phone"):
+        comparisons.append("phone")
+    if has("postcode") or has("street_key"):
+        comparisons.append("address")
+    # An identifier no two records share can never agree, so EM could not learn its m.
+    shared = frame.select(
+        (pl.col(c).is_not_null() & pl.col(c).is_duplicated()).sum()
+        for c in frame.columns
+        if c.startswith(IDENTIFIER_PREFIX)
+    )
+    identifiers = [c for c in shared.columns if has(c) and shared.get_column(c).item() >= 2]
+    comparisons += identifiers
+    if len(comparisons) < 2:
+        raise ValueError(
+            "matching needs at least two populated fields among names, date of birth, gender, "
+            f"email, phone, address and identifiers; populated: {comparisons or 'none'}"
+        )
+
+    candidates: list[list[str]] = [
+        ["email_block"],
+        ["phone_block"],
+        ["email_local", "first_initial"],
+        ["first_name_canonical", "last_name_key"],
+        ["last_name_key", "date_of_birth"],
+        ["first_name_canonical", "date_of_birth"],
+        ["date_of_birth", "postcode_area"],
+        ["postcode", "house_number"],
+        ["last_name_key", "postcode_area"],
+        ["first_name_canonical", "postcode"],
+        ["street_key", "house_number", "city_key"],
+        *[[c] for c in identifiers],
+    ]
+    blocking = [rule for rule in candidates if has(*rule)]
+    if not blocking:
+        raise ValueError("no blocking rule has its fields populated; matching cannot run")
+
+    if training_rules is None:
+        # Each comparison must be estimated by at least one session: a session cannot
+        # estimate the comparisons its own blocking columns belong to, hence two sessions.
+        pool = [["date_of_birth"], ["email"], ["phone"], ["postcode"], ["last_name_key"]]
+        training_rules = [rule for rule in pool if has(*rule)][:2]
+    if len(training_rules) < 1:
+        raise ValueError("no field suitable for EM training is populated")
+    return ModelSpec(comparisons, blocking, training_rules, identifiers)
+
+
+def _comparison(name: str):
+    """The Splink comparison for one spec entry."""
+    if name == "first_name":
+        return cl.CustomComparison(
+            output_column_name="first_name",
+            comparison_description="Given name: exact, nickname, similar, same initial",
+            comparison_levels=[
+                cll.NullLevel("first_initial"),
+                cll.ExactMatchLevel("first_name_key", term_frequency_adjustments=True),
+                cll.ExactMatchLevel("first_name_canonical").configure(
+                    label_for_charts="Same name via nickname table"
+                ),
+                cll.JaroWinklerLevel("first_name_key", 0.9),
+                cll.ExactMatchLevel("first_initial").configure(
+                    label_for_charts="Same first initial"
+                ),
+                cll.ElseLevel(),
+            ],
+        )
+    if name == "last_name":
+        return cl.CustomComparison(
+            output_column_name="last_name",
+            comparison_description="Surname (without prefix): exact, similar",
+            comparison_levels=[
+                cll.NullLevel("last_name_key"),
+                cll.ExactMatchLevel("last_name_key", term_frequency_adjustments=True),
+                cll.JaroWinklerLevel("last_name_key", 0.92),
+                cll.JaroWinklerLevel("last_name_key", 0.8),
+                cll.ElseLevel(),
+            ],
+        )
+    if name == "date_of_birth":
+        return cl.DateOfBirthComparison(
+            "date_of_birth",
+            input_is_string=False,
+            datetime_thresholds=[1, 1, 10],
+            datetime_metrics=["month", "year", "year"],
+        )
+    if name == "gender":
+        return cl.ExactMatch("gender")
+    if name == "email":
+        return cl.CustomComparison(
+            output_column_name="email",
+            comparison_description="Email: exact, same local part, similar local part",
+            comparison_levels=[
+                cll.NullLevel("email"),
+                cll.ExactMatchLevel("email", term_frequency_adjustments=True),
+                cll.ExactMatchLevel("email_local").configure(
+                    label_for_charts="Same local part, other domain"
+                ),
+                cll.JaroWinklerLevel("email_local", 0.88),
+                cll.ElseLevel(),
+            ],
+        )
+    if name == "phone":
+        return cl.CustomComparison(
+            output_column_name="phone",
+            comparison_description="Phone (E.164): exact, one digit apart",
+            comparison_levels=[
+                cll.NullLevel("phone"),
+                cll.ExactMatchLevel("phone", term_frequency_adjustments=True),
+                cll.LevenshteinLevel("phone", 1),
+                cll.ElseLevel(),
+            ],
+        )
+    if name == "address":
+        return cl.CustomComparison(
+            output_column_name="address",
+            comparison_description="Address: postcode + number, street + number, postcode, area",
+            comparison_levels=[
+                cll.CustomLevel(
+                    "(postcode_l IS NULL OR postcode_r IS NULL) "
+                    "AND (street_key_l IS NULL OR street_key_r IS NULL)",
+                    label_for_charts="No address on one side",
+                ).configure(is_null_level=True),
+                cll.And(
+                    cll.ExactMatchLevel("postcode"), cll.ExactMatchLevel("house_number")
+                ).configure(label_for_charts="Same postcode and house number"),
+                cll.And(
+                    cll.ExactMatchLevel("street_key"),
+                    cll.ExactMatchLevel("house_number"),
+                    cll.ExactMatchLevel("city_key"),
+                ).configure(label_for_charts="Same street, number and city"),
+                cll.ExactMatchLevel("postcode", term_frequency_adjustments=True),
+                cll.ExactMatchLevel("postcode_area"),
+                cll.ElseLevel(),
+            ],
+        )
+    if name.startswith(IDENTIFIER_PREFIX):
+        return cl.ExactMatch(name)
+    raise ValueError(f"unknown comparison {name!r}")
+
+
+def splink_settings(spec: ModelSpec, probability_two_random_records_match: float):
+    """Splink SettingsCreator for a spec (dedupe across all sources at once)."""
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name=UNIQUE_ID,
+        probability_two_random_records_match=probability_two_random_records_match,
+        comparisons=[_comparison(name) for name in spec.comparisons],
+        blocking_rules_to_generate_predictions=[block_on(*r) for r in spec.blocking_rules],
+        retain_intermediate_calculation_columns=True,
+        retain_matching_columns=True,
+        additional_columns_to_retain=["source", "source_record_id"],
+        max_iterations=25,
+        em_convergence=0.0001,
+    )

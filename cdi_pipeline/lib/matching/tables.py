@@ -1,0 +1,106 @@
+"""Column descriptions of the matching and identity tables (become DuckDB COMMENTs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+PARAMETER_COLUMNS = {
+    "comparison": "Comparison (field) of the model.",
+    "level": "Position of the level within its comparison (0 = null level, skipped).",
+    "label": "What the level means, e.g. 'Exact match on email'.",
+    "m_probability": "Share of true matches that fall in this level.",
+    "u_probability": "Share of non-matches that fall in this level.",
+    "match_weight": "log2(m/u): evidence for (positive) or against (negative) a match.",
+    "model_version": "Content hash of the model these parameters belong to.",
+}
+
+_SIDE = {
+    "source_l": "Source of the left record.",
+    "source_record_id_l": "Record id of the left record in its source.",
+    "source_r": "Source of the right record.",
+    "source_record_id_r": "Record id of the right record in its source.",
+    "match_probability": "Model probability that the two records are the same person.",
+}
+
+PAIR_COLUMNS = {
+    **_SIDE,
+    "match_weight": "Total model match weight (log2 odds) of the pair.",
+    "decided_by_kind": "What decided the pair: steward, rule or model.",
+    "rule_fired": "Deterministic rule that linked the pair (exact_email, ...), if any.",
+    "decision": "Steward decision (must_link / cannot_link), if any.",
+    "decided_by": "Steward who made the decision.",
+    "reason": "Why the steward decided so.",
+    "is_link": "Whether the pair counts as a link for clustering.",
+    "same_customer": "Whether both records ended in the same customer.",
+}
+
+REVIEW_COLUMNS = {
+    **_SIDE,
+    "same_customer": "Whether the two records are currently in the same customer.",
+    "suggested_action": "What a steward would add to match_overrides.csv to settle the pair.",
+    "distance_to_threshold": "How far the probability is from the match threshold.",
+}
+
+CLUSTER_COLUMNS = {
+    "customer_id": "Stable customer id of the cluster.",
+    "records": "Source records in the cluster.",
+    "sources": "Distinct sources contributing records.",
+    "source_list": "Names of the contributing sources.",
+    "weakest_link": "Lowest probability among the links that hold the cluster together.",
+    "mean_link": "Mean probability of the links inside the cluster.",
+    "links": "Links (model, rule or steward) inside the cluster.",
+    "has_steward_link": "Whether a steward must_link holds part of the cluster together.",
+}
+
+XREF_COLUMNS = {
+    "source": "Source system of the record.",
+    "source_record_id": "Record id in its source.",
+    "customer_id": "Stable customer id the record belongs to.",
+    "cluster_size": "Records in the customer's cluster.",
+    "match_confidence": "Probability of the record's strongest link into its cluster "
+    "(null for a customer of one record).",
+    "linked_by": "Strongest kind of link that put the record in its cluster: must_link, "
+    "deterministic, model, or singleton.",
+    "model_version": "Model version that scored the record.",
+    "run_id": "Dagster run that assigned the id.",
+    "assigned_at": "When the id was assigned (UTC).",
+}
+
+HISTORY_COLUMNS = {
+    "old_customer_id": "Id before the event (null when created).",
+    "new_customer_id": "Id after the event (null when retired).",
+    "event": "created, merged (old id absorbed), split (records moved to a new id), retired.",
+    "records": "Records that moved with the event.",
+    "run_id": "Dagster run in which the event happened.",
+    "model_version": "Model version in use for that run.",
+    "occurred_at": "When the event was recorded (UTC).",
+}
+
+ID_MAP_COLUMNS = {
+    "customer_id": "Any customer id ever issued.",
+    "current_customer_id": "The id it resolves to now (null when retired).",
+    "status": "active, merged or retired.",
+}
+
+_PREFIXES = {
+    "mw_": "Match weight contributed by the {} comparison.",
+    "gamma_": "Comparison level of the {} comparison (-1 = null).",
+}
+
+
+def describe_columns(
+    base: Mapping[str, str], columns: Iterable[str] | None = None
+) -> dict[str, str]:
+    """Descriptions for a table's columns, including per-comparison and side-by-side ones."""
+    out = dict(base)
+    for column in columns or ():
+        if column in out:
+            continue
+        for prefix, template in _PREFIXES.items():
+            if column.startswith(prefix):
+                out[column] = template.format(column.removeprefix(prefix))
+        if column.endswith("_l") and column not in out:
+            out[column] = f"{column[:-2]} of the left record."
+        elif column.endswith("_r") and column not in out:
+            out[column] = f"{column[:-2]} of the right record."
+    return out
