@@ -211,11 +211,29 @@ def test_name_issues_null_the_part(value: str, issue: str) -> None:
     assert row["last_name"] is None and row["last_name_key"] is None
 
 
-def test_sql_like_text_is_just_text() -> None:
-    row = _row(first_name="Robert'); DROP TABLE customers;--", last_name="Tables")
+@pytest.mark.parametrize(
+    "value",
+    ["Robert'); DROP TABLE customers;--", "'; DROP TABLE klanten;--", "1' OR '1'='1"],
+)
+def test_sql_like_text_is_quarantined_not_matched(value: str) -> None:
+    # Injected text would otherwise become the same "name" on many records and chain them.
+    row = _row(first_name=value, last_name="Tables")
+    assert row["name_issue"] == "name_looks_like_code"
+    assert row["first_name"] is None and row["first_name_key"] is None
+    assert row["last_name"] == "Tables"
+
+
+def test_names_with_apostrophes_and_hyphens_are_not_code() -> None:
+    row = _row(first_name="Anne-Marie", last_name="D'Hondt")
     assert row["name_issue"] is None
-    assert row["first_name"] == "Robert' DROP TABLE customers"
-    assert row["first_name_key"] == "robertdroptablecustomers"
+    assert row["last_name_key"] is not None
+
+
+@pytest.mark.parametrize("value", ["dhr. Broek", "Mevr. Zoë Maas", "de heer Jansen"])
+def test_salutations_are_not_given_names(value: str) -> None:
+    row = _row(full_name=value)
+    assert row["first_name_key"] not in {"dhr", "mevr", "de", "heer"}
+    assert row["last_name_key"] in {"broek", "maas", "jansen"}
 
 
 def test_hostile_input_does_not_crash() -> None:

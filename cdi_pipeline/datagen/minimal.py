@@ -80,7 +80,7 @@ _SN_WEIGHT = np.array([s[2] for s in v.SURNAMES], dtype=np.float64)
 
 # How many records a person has over both sources (1, 2 or 3).
 _RECORDS_PER_PERSON = [40, 42, 18]
-# Share of persons that are a twin of the person before them, or a namesake of a random one.
+# Share of persons that are a twin of an earlier person, or a namesake of a random one.
 P_TWIN = 0.04
 P_NAMESAKE = 0.03
 
@@ -183,8 +183,13 @@ def _record_ids(rng: np.random.Generator, n: int, start: int) -> np.ndarray:
 
 
 def _truth(source: str, ids: pl.Series, pid: pl.Series) -> pl.DataFrame:
+    # pl.repeat instead of a bare scalar keeps the String type when a source has no rows.
     return pl.DataFrame(
-        {"source": source, "source_record_id": ids.cast(pl.String), "person_id": pid}
+        {
+            "source": pl.repeat(source, len(ids), dtype=pl.String, eager=True),
+            "source_record_id": ids.cast(pl.String),
+            "person_id": pid,
+        }
     )
 
 

@@ -52,6 +52,7 @@ RULE_MESSAGES: dict[str, str] = {
     "date_out_of_range": "date of birth before 1900 or in the future",
     "name_no_letters": "a name without any letters",
     "name_too_long": "a name longer than 100 characters",
+    "name_looks_like_code": "a name holding SQL or script text (injected, not a name)",
     "value_too_long": f"a value longer than {MAX_TEXT_LENGTH} characters",
     "record_id_missing": "the record has no record id, so it cannot be referenced or updated",
     "record_unidentifiable": "no identifying value left (needs an email, a phone, an identifier, "

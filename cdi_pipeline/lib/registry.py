@@ -200,6 +200,12 @@ class MatchingConfig(_Strict):
         description="An email, phone or identifier held by more records is generic: it is "
         "not used for blocking or deterministic links.",
     )
+    birth_date_conflict_blocks_link: bool = Field(
+        True,
+        description="Two records whose birth dates differ by more than a typo (over a month, "
+        "not one digit) are never linked: a family sharing address and phone otherwise "
+        "looks like one person.",
+    )
     seed: int = Field(42, description="Seed for u sampling, so training is reproducible.")
     u_max_pairs: float = Field(2e6, gt=0, description="Random pairs sampled to estimate u.")
     em_max_pairs: float = Field(2e6, gt=0, description="Cap on blocked pairs per EM session.")

@@ -259,6 +259,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                 threshold=cfg.match_threshold, review_band=cfg.review_band,
                 min_probability=cfg.min_pair_probability,
                 max_comparisons=cfg.max_comparisons_per_record * max(frame.height, 1),
+                birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
                 run_id=context.run.run_id, model_version=model.version, now=now,
                 charts_dir=reports_dir(warehouse),
             )

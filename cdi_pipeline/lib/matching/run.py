@@ -111,16 +111,36 @@ def write_prediction_charts(
     return out
 
 
+# Levels of Splink's DateOfBirthComparison, counted from the else level (0): 0 = more than
+# 10 years apart, 1 = within 10 years, 2 = within a year; 3+ are typo-level or exact.
+_DOB_CONFLICT_MAX_GAMMA = 2
+
+
 def build_links(
     scored: pl.DataFrame,
     rule_pairs: pl.DataFrame,
     overrides: pl.DataFrame,
     threshold: float,
+    *,
+    birth_date_conflict_blocks_link: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """All pairs with how they were decided; the links to cluster on; the cannot-links.
 
-    Precedence: a steward decision beats a rule, a rule beats the model.
+    Precedence: a steward decision beats a rule, a rule beats the model. Birth dates further
+    apart than a typo are a rule against linking (and against chaining through others).
     """
+    if birth_date_conflict_blocks_link and "gamma_date_of_birth" in scored.columns:
+        conflict = pl.col("gamma_date_of_birth").is_between(0, _DOB_CONFLICT_MAX_GAMMA)
+        rule_pairs = rule_pairs.join(
+            scored.filter(conflict).select("unique_id_l", "unique_id_r"),
+            on=["unique_id_l", "unique_id_r"], how="anti",
+        )
+        rule_pairs = pl.concat([
+            rule_pairs,
+            scored.filter(conflict).select(
+                "unique_id_l", "unique_id_r", pl.lit("birth_date_conflict").alias("rule")
+            ),
+        ])
     pairs = scored.join(
         rule_pairs.rename({"rule": "rule_fired"}), on=["unique_id_l", "unique_id_r"], how="full",
         coalesce=True,
@@ -134,6 +154,7 @@ def build_links(
         .otherwise(pl.lit("model")).alias("decided_by_kind"),
         pl.when(pl.col("decision") == "cannot_link").then(False)
         .when(pl.col("decision") == "must_link").then(True)
+        .when(pl.col("rule_fired") == "birth_date_conflict").then(False)
         .when(pl.col("rule_fired").is_not_null()).then(True)
         .otherwise(pl.col("match_probability") >= threshold).alias("is_link"),
     )
@@ -144,9 +165,10 @@ def build_links(
         .when(pl.col("rule_fired").is_not_null()).then(pl.lit("deterministic"))
         .otherwise(pl.lit("model")).alias("kind"),
     )
-    cannot = pairs.filter(pl.col("decision") == "cannot_link").select(
-        "unique_id_l", "unique_id_r"
-    )
+    cannot = pairs.filter(
+        (pl.col("decision") == "cannot_link")
+        | (pl.col("decision").is_null() & (pl.col("rule_fired") == "birth_date_conflict"))
+    ).select("unique_id_l", "unique_id_r")
     return pairs, links, cannot
 
 
@@ -162,6 +184,7 @@ def match(
     review_band: tuple[float, float],
     min_probability: float,
     max_comparisons: float,
+    birth_date_conflict_blocks_link: bool = True,
     run_id: str,
     model_version: str,
     now,
@@ -173,7 +196,10 @@ def match(
         charts_dir=charts_dir,
     )
     rule_pairs = deterministic_pairs(frame)
-    pairs, links, cannot = build_links(scored, rule_pairs, overrides, threshold)
+    pairs, links, cannot = build_links(
+        scored, rule_pairs, overrides, threshold,
+        birth_date_conflict_blocks_link=birth_date_conflict_blocks_link,
+    )
     assignment, unresolved = cluster(frame.get_column(UNIQUE_ID), links, cannot)
     previous = previous_xref.select(
         (pl.col("source") + "|" + pl.col("source_record_id")).alias(UNIQUE_ID), "customer_id"
@@ -287,7 +313,8 @@ def match(
         "records": frame.height,
         "pairs_scored": scored.height,
         "pairs_linked": links.height,
-        "deterministic_links": rule_pairs.height,
+        "deterministic_links": links.filter(pl.col("kind") == "deterministic").height,
+        "cannot_links": cannot.height,
         "steward_overrides": overrides.height,
         "customers": clusters.height,
         "review_queue": review.height,

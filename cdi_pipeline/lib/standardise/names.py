@@ -129,6 +129,16 @@ def _with_canonical_prefix(lf: pl.LazyFrame, raw_col: str, out_col: str) -> pl.D
     )
 
 
+# Injected SQL or script text in a name field: quarantined, never matched on.
+_CODE_PATTERN = (
+    r"(?i)(;|--|=|\b(drop|delete|insert|update|select|truncate)\b\s+\w+|"
+    r"<\s*script|'\s*or\s*')"
+)
+_SALUTATION_PATTERN = (
+    r"(?i)^\s*(dhr|mevr|mevrouw|mw|mej|de heer|heer|fam|mr|mrs|ms|miss)(\.\s*|\s+)"
+)
+
+
 def _prepare(lf: pl.LazyFrame, src: str, value_col: str, issue_col: str) -> pl.LazyFrame:
     """Clean one name input into `value_col` (null when it has an issue) and `issue_col`."""
     cleaned = pl.col(_TMP + "clean")
@@ -139,9 +149,14 @@ def _prepare(lf: pl.LazyFrame, src: str, value_col: str, issue_col: str) -> pl.L
         .then(pl.lit("name_too_long"))
         .when(~cleaned.str.contains(r"\p{L}"))
         .then(pl.lit("name_no_letters"))
+        .when(cleaned.str.contains(_CODE_PATTERN))
+        .then(pl.lit("name_looks_like_code"))
     )
+    # A salutation is not part of the name: "dhr. Broek" would otherwise get the given name
+    # "dhr" and match every other "dhr." in the support desk.
+    text = clean_text(pl.col(src)).str.replace(_SALUTATION_PATTERN, "")
     return (
-        lf.with_columns(clean_text(pl.col(src)).alias(_TMP + "clean"))
+        lf.with_columns(pl.when(text != "").then(text).alias(_TMP + "clean"))
         .with_columns(issue.alias(issue_col))
         .with_columns(
             pl.when(pl.col(issue_col).is_null()).then(_strip_name_chars(cleaned)).alias(value_col)
