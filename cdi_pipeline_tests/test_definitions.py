@@ -10,6 +10,13 @@ from cdi_pipeline.settings import DEFAULT_REGISTRY
 
 EXPECTED_ASSETS = [
     "cleaned/customer_records",
+    "golden/customer_id_map",
+    "golden/customer_xref",
+    "golden/id_history",
+    "matching/clusters",
+    "matching/model",
+    "matching/pairs",
+    "matching/review_queue",
     "quality/field_profile",
     "quality/quarantine",
     "raw/crm_contacts",
@@ -24,6 +31,12 @@ EXPECTED_CHECKS = [
     "cleaned/customer_records:conservation",
     "cleaned/customer_records:contract",
     "cleaned/customer_records:rejected_share",
+    # accuracy exists because the bundled registry names a truth file
+    "golden/customer_xref:accuracy",
+    "golden/customer_xref:every_record_mapped",
+    "golden/customer_xref:overrides_honoured",
+    "matching/clusters:cluster_size",
+    "matching/model:model_sanity",
     "quality/field_profile:invalid_value_share",
 ]
 

@@ -180,10 +180,10 @@ class MatchingConfig(_Strict):
         "duckdb", description="Where Splink runs: embedded DuckDB, or Spark (pyspark)."
     )
     match_threshold: float = Field(
-        0.9, gt=0, lt=1, description="Match probability at or above which two records link."
+        0.7, gt=0, lt=1, description="Match probability at or above which two records link."
     )
     review_band: tuple[float, float] = Field(
-        (0.5, 0.99), description="Pairs with a probability in [low, high) go to review."
+        (0.3, 0.95), description="Pairs with a probability in [low, high) go to review."
     )
     min_pair_probability: float = Field(
         0.01, gt=0, lt=1, description="Scored pairs below this probability are not stored."

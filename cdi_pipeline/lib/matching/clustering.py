@@ -28,19 +28,35 @@ def connected_components(nodes: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
         ]
     ).unique()
     for _ in range(200):
-        # Each node takes the smallest label among itself and its neighbours ...
-        neighbour = (
-            both.join(labels, left_on="b", right_on=NODE)
-            .group_by("a")
-            .agg(pl.col("label").min().alias("candidate"))
+        # The smallest label seen across each edge is offered to the node itself and to the
+        # node its label points at (hooking whole trees, not single nodes: with node-only
+        # propagation a long chain needs about one round per few hops) ...
+        seen = both.join(labels, left_on="a", right_on=NODE).join(
+            labels, left_on="b", right_on=NODE, suffix="_b"
         )
-        step = labels.join(neighbour, left_on=NODE, right_on="a", how="left").select(
+        neighbour = (
+            pl.concat(
+                [
+                    seen.select(pl.col("a").alias(NODE), pl.col("label_b").alias("candidate")),
+                    seen.select(pl.col("label").alias(NODE), pl.col("label_b").alias("candidate")),
+                ]
+            )
+            .group_by(NODE)
+            .agg(pl.col("candidate").min())
+        )
+        step = labels.join(neighbour, on=NODE, how="left").select(
             NODE, pl.min_horizontal("label", "candidate").alias("label")
         )
-        # ... then jumps to its label's label, which halves the remaining distance.
-        step = step.join(
-            step.rename({NODE: "label", "label": "jump"}), on="label", how="left"
-        ).select(NODE, pl.min_horizontal("label", "jump").alias("label"))
+        # ... then every node jumps to its label's label until it points at a root.
+        while True:
+            jumped = step.join(
+                step.rename({NODE: "label", "label": "jump"}), on="label", how="left"
+            ).select(NODE, pl.min_horizontal("label", "jump").alias("label"))
+            if jumped.join(step, on=NODE).filter(
+                pl.col("label") != pl.col("label_right")
+            ).is_empty():
+                break
+            step = jumped
         if step.join(labels, on=NODE).filter(pl.col("label") != pl.col("label_right")).is_empty():
             return step.rename({"label": "cluster_key"})
         labels = step

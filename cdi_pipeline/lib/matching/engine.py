@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -65,39 +66,118 @@ def open_backend(config: BackendConfig) -> Iterator[Any]:
         finally:
             con.close()
     elif config.backend == "spark":
-        from splink import SparkAPI
-        from splink.backends.spark import similarity_jar_location
-
-        spark = _spark_session(config, similarity_jar_location())
-        checkpoints = Path(tempfile.mkdtemp(prefix="splink_ckpt_", dir=scratch))
-        spark.sparkContext.setCheckpointDir(str(checkpoints))
-        try:
-            yield SparkAPI(spark_session=spark, break_lineage_method="parquet")
-        finally:
-            spark.catalog.clearCache()
+        with _spark_backend(config, scratch) as db_api:
+            yield db_api
     else:
         raise ValueError(f"unknown matching backend {config.backend!r}; use duckdb or spark")
 
 
-def _spark_session(config: BackendConfig, jar: str):
+# --- Spark ------------------------------------------------------------------------------
+
+# Spark's own log level: its INFO chatter drowns the run log.
+SPARK_LOG_LEVEL = "WARN"
+
+# The model's custom SQL is written in DuckDB's dialect and Splink transpiles it with sqlglot,
+# which passes these DuckDB functions through unchanged: Spark gets same-named equivalents.
+# (`ends_with` / `starts_with` in the model SQL would transpile without them.)
+SPARK_DUCKDB_FUNCTIONS = (
+    "CREATE OR REPLACE TEMPORARY FUNCTION suffix(s STRING, t STRING) RETURNS BOOLEAN "
+    "RETURN endswith(s, t)",
+    "CREATE OR REPLACE TEMPORARY FUNCTION prefix(s STRING, t STRING) RETURNS BOOLEAN "
+    "RETURN startswith(s, t)",
+)
+
+
+@contextlib.contextmanager
+def _spark_backend(config: BackendConfig, scratch: Path) -> Iterator[Any]:
+    """SparkAPI on the process's Spark session, with its own checkpoint folder.
+
+    The session (and its JVM, ~20-30 s to start) is shared by every use in the process; what
+    one use leaves behind (temporary views, cached and checkpointed tables) is removed at the
+    end, so the next use starts clean and registers its input under the same name.
+    """
+    from splink import SparkAPI
+    from splink.backends.spark import similarity_jar_location
+
+    spark = _spark_session(config, similarity_jar_location(), scratch)
+    views_before = _temp_views(spark)
+    # Splink writes intermediate tables as parquet here (break_lineage_method="parquet");
+    # without a checkpoint folder registering the input fails (FIELD_NOTES).
+    checkpoint_root = scratch / "spark_checkpoints"
+    checkpoint_root.mkdir(parents=True, exist_ok=True)
+    checkpoints = Path(tempfile.mkdtemp(prefix="splink_ckpt_", dir=checkpoint_root))
+    spark.sparkContext.setCheckpointDir(str(checkpoints))
+    for statement in SPARK_DUCKDB_FUNCTIONS:
+        spark.sql(statement)
     try:
+        yield SparkAPI(
+            spark_session=spark,
+            break_lineage_method="parquet",
+            # The similarity functions live for the whole session: registering them again
+            # only makes Spark warn that it replaced them.
+            register_udfs_automatically=not spark.catalog.functionExists("jaro_winkler"),
+        )
+    finally:
+        for view in _temp_views(spark) - views_before:
+            spark.catalog.dropTempView(view)
+        spark.catalog.clearCache()
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def _temp_views(spark: Any) -> set[str]:
+    return {t.name for t in spark.catalog.listTables() if t.isTemporary}
+
+
+def _spark_session(config: BackendConfig, jar: str, scratch: Path) -> Any:
+    """The process's Spark session, started on first use with Splink's similarity jar.
+
+    `getOrCreate` returns a session that is already running, and settings fixed at JVM
+    start-up (master, driver memory, jars) cannot change afterwards: a running session
+    without Splink's jar is an error, one with another master or memory is used as it is.
+    """
+    try:
+        from pyspark import SparkContext
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise RuntimeError(
             "matching.backend is 'spark' but pyspark is not installed: "
             "pip install 'cdi_pipeline[spark]' (it needs Java 17 or newer)"
         ) from exc
-    return (
-        SparkSession.builder.master(config.spark_master)
-        .appName("cdi_pipeline_matching")
-        .config("spark.jars", jar)
-        .config("spark.driver.memory", config.spark_driver_memory)
-        .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.default.parallelism", "8")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
+    if SparkContext._active_spark_context is None:
+        log.info("starting Spark (%s, driver memory %s)", config.spark_master,
+                 config.spark_driver_memory)
+        started = time.monotonic()
+        spark = (
+            SparkSession.builder.master(config.spark_master)
+            .appName("cdi_pipeline_matching")
+            .config("spark.jars", jar)
+            .config("spark.driver.memory", config.spark_driver_memory)
+            .config("spark.sql.shuffle.partitions", "8")
+            .config("spark.default.parallelism", "8")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            # Keep Spark's own folders out of the working directory.
+            .config("spark.sql.warehouse.dir", str(scratch / "spark_warehouse"))
+            .config("spark.local.dir", str(scratch / "spark_local"))
+            .getOrCreate()
+        )
+        spark.sparkContext.setLogLevel(SPARK_LOG_LEVEL)
+        log.info("Spark %s started in %.1fs", spark.version, time.monotonic() - started)
+        return spark
+    running = SparkSession.builder.getOrCreate()
+    jars = running.sparkContext.getConf().get("spark.jars", "")
+    if jar not in jars.split(","):
+        raise RuntimeError(
+            "matching.backend is 'spark' but the running Spark session was started without "
+            f"Splink's similarity jar; start it with spark.jars={jar} (from "
+            "splink.backends.spark.similarity_jar_location()) or stop it first"
+        )
+    master = running.sparkContext.master
+    if master != config.spark_master:
+        log.warning("using the running Spark session on %s, not matching.spark_master=%s",
+                    master, config.spark_master)
+    return running
 
 
 def register_input(db_api: Any, frame: pl.DataFrame) -> Any:

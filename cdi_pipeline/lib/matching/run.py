@@ -76,36 +76,50 @@ def score_pairs(
     log.info("pre-flight: %s pairs from %d blocking rules", f"{total:,}", len(spec.blocking_rules))
     started = time.monotonic()
     predicted = linker.inference.predict(threshold_match_probability=min_probability)
-    pairs = engine.to_polars(predicted)
+    # Only the columns the tables need leave the backend: the prediction also holds every
+    # compared value and term-frequency column, several times the size at a million records.
+    columns = linker.misc.query_sql(
+        f"SELECT * FROM {predicted.physical_name} LIMIT 0"
+    ).as_pyarrow_table().column_names
+    mw = [c for c in columns if c.startswith("mw_") and not c.startswith("mw_tf_")]
+    gamma = [c for c in columns if c.startswith("gamma_")]
+    keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", *mw, *gamma]
+    pairs = engine.to_polars(
+        linker.misc.query_sql(
+            f"SELECT {', '.join(keep)} FROM {predicted.physical_name}"
+        )
+    )
     log.info("scored %s pairs in %.1fs", f"{pairs.height:,}", time.monotonic() - started)
     charts: dict[str, Path] = {}
     if charts_dir is not None:
-        charts = write_prediction_charts(linker, predicted, pairs, charts_dir)
-    mw = [c for c in pairs.columns if c.startswith("mw_") and not c.startswith("mw_tf_")]
-    gamma = [c for c in pairs.columns if c.startswith("gamma_")]
-    pairs = pairs.select(
-        "unique_id_l", "unique_id_r", "match_weight", "match_probability", *mw, *gamma
-    )
+        charts = write_prediction_charts(linker, predicted, charts_dir)
     return pairs, preflight, charts
 
 
-def write_prediction_charts(
-    linker: Any, predicted: Any, pairs: pl.DataFrame, charts_dir: Path
-) -> dict[str, Path]:
+def write_prediction_charts(linker: Any, predicted: Any, charts_dir: Path) -> dict[str, Path]:
     """Waterfall charts for sampled pairs and Splink's comparison viewer, as HTML."""
     charts_dir.mkdir(parents=True, exist_ok=True)
+    # A spread of pairs from sure non-matches to sure matches: every n-th pair by weight,
+    # picked in the backend so the full prediction never has to come to Python.
+    sample = engine.to_polars(
+        linker.misc.query_sql(
+            f"SELECT * FROM (SELECT *, row_number() OVER (ORDER BY match_weight, unique_id_l, "
+            f"unique_id_r) AS _rank, count(*) OVER () AS _n FROM {predicted.physical_name}) "
+            "WHERE _rank % greatest(CAST(_n / 12 AS BIGINT), 1) = 0 ORDER BY match_weight LIMIT 12"
+        )
+    )
     out: dict[str, Path] = {}
-    if pairs.height:
-        # A spread of pairs from sure non-matches to sure matches, seeded so runs agree.
-        sample = pairs.sort("match_weight").gather_every(max(pairs.height // 12, 1)).head(12)
-        records = sample.to_dicts()
+    if sample.height:
+        records = sample.drop("_rank", "_n").to_dicts()
         chart = linker.visualisations.waterfall_chart(records, filter_nulls=True)
         path = charts_dir / "waterfall_sampled_pairs.html"
         path.write_text(chart.to_html(inline=True), encoding="utf-8")
         out["waterfall"] = path
         viewer = charts_dir / "comparison_viewer.html"
         linker.visualisations.comparison_viewer_dashboard(
-            predicted, str(viewer), overwrite=True, num_example_rows=2
+            predicted, str(viewer), overwrite=True, num_example_rows=2,
+            # Rare comparison vectors add size, not insight, on large runs.
+            minimum_comparison_vector_count=5,
         )
         out["comparison_viewer"] = viewer
     return out

@@ -71,9 +71,17 @@ def sanity_problems(settings: dict[str, Any], training: list[dict[str, Any]]) ->
     if prior is None or not 0 < prior < 0.5:
         problems.append(f"probability_two_random_records_match {prior} is not in (0, 0.5)")
     params = parameter_table(settings)
+    # The level checked is the one right after the null level: the plain agreement level
+    # ("Exact match on ..."); levels before the null level are special cases.
+    main_level = {
+        c["output_column_name"]: next(
+            (i + 1 for i, lv in enumerate(c["comparison_levels"]) if lv.get("is_null_level")), 0
+        )
+        for c in settings["comparisons"]
+    }
     for name, levels in params.group_by("comparison", maintain_order=True):
         comparison = str(name[0])
-        top = levels.sort("level").row(0, named=True)
+        top = levels.filter(pl.col("level") == main_level[comparison]).row(0, named=True)
         minimum = (
             MIN_IDENTIFIER_M
             if comparison.startswith(IDENTIFIER_PREFIX)

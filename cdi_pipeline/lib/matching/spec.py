@@ -222,6 +222,14 @@ def _comparison(name: str):
             output_column_name="first_name",
             comparison_description="Given name: exact, nickname, similar, same initial",
             comparison_levels=[
+                cll.CustomLevel(
+                    "(first_name_key_l IS NULL AND length(first_name_key_r) >= 3 "
+                    "AND contains(email_local_l, first_name_key_r)) OR "
+                    "(first_name_key_r IS NULL AND length(first_name_key_l) >= 3 "
+                    "AND contains(email_local_r, first_name_key_l))",
+                    label_for_charts="Given name missing on one side but in its email",
+                    base_dialect_str="duckdb",
+                ),
                 cll.NullLevel("first_initial"),
                 cll.ExactMatchLevel("first_name_key", term_frequency_adjustments=True),
                 cll.ExactMatchLevel("first_name_canonical").configure(
@@ -235,13 +243,33 @@ def _comparison(name: str):
             ],
         )
     if name == "last_name":
+        # A record without a surname often still has it in its email ("annavanderveen@..."),
+        # which is the only way to tie a newsletter sign-up to a surname.
+        in_email = cll.CustomLevel(
+            "(last_name_key_l IS NULL AND length(last_name_key_r) >= 4 "
+            "AND contains(email_local_l, last_name_key_r)) OR "
+            "(last_name_key_r IS NULL AND length(last_name_key_l) >= 4 "
+            "AND contains(email_local_r, last_name_key_l))",
+            label_for_charts="Surname missing on one side but in its email",
+            base_dialect_str="duckdb",
+        )
+        # "dekoning" vs "koning", "bosmanvandenberg" vs "berg": a prefix or double name
+        # written into the surname.
+        suffix = cll.CustomLevel(
+            "(length(last_name_key_r) >= 4 AND suffix(last_name_key_l, last_name_key_r)) OR "
+            "(length(last_name_key_l) >= 4 AND suffix(last_name_key_r, last_name_key_l))",
+            label_for_charts="One surname ends with the other",
+            base_dialect_str="duckdb",
+        )
         return cl.CustomComparison(
             output_column_name="last_name",
-            comparison_description="Surname (without prefix): exact, similar",
+            comparison_description="Surname (without prefix): exact, similar, part of the other",
             comparison_levels=[
+                in_email,
                 cll.NullLevel("last_name_key"),
                 cll.ExactMatchLevel("last_name_key", term_frequency_adjustments=True),
                 cll.JaroWinklerLevel("last_name_key", 0.92),
+                suffix,
                 cll.JaroWinklerLevel("last_name_key", 0.8),
                 cll.ElseLevel(),
             ],
@@ -256,16 +284,21 @@ def _comparison(name: str):
     if name == "gender":
         return cl.ExactMatch("gender")
     if name == "email":
+        # Local parts are usually built from the person's name, so "similar local part" mostly
+        # re-counts the name comparison and makes namesakes look alike. Only a local part
+        # with digits in it ("lvink490") is specific enough to count across domains.
         return cl.CustomComparison(
             output_column_name="email",
-            comparison_description="Email: exact, same local part, similar local part",
+            comparison_description="Email: exact, same specific local part at another domain",
             comparison_levels=[
                 cll.NullLevel("email"),
                 cll.ExactMatchLevel("email", term_frequency_adjustments=True),
-                cll.ExactMatchLevel("email_local").configure(
-                    label_for_charts="Same local part, other domain"
-                ),
-                cll.JaroWinklerLevel("email_local", 0.88),
+                cll.And(
+                    cll.ExactMatchLevel("email_local"),
+                    cll.CustomLevel(
+                        "regexp_matches(email_local_l, '[0-9]')", base_dialect_str="duckdb"
+                    ),
+                ).configure(label_for_charts="Same local part with digits, other domain"),
                 cll.ElseLevel(),
             ],
         )

@@ -1,0 +1,160 @@
+"""Clustering of links into customers: components, cannot-link splits, must-link precedence."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+
+from cdi_pipeline.lib.matching.clustering import cluster, connected_components
+
+EDGE_SCHEMA = {"unique_id_l": pl.String, "unique_id_r": pl.String}
+LINK_SCHEMA = {**EDGE_SCHEMA, "match_probability": pl.Float64, "kind": pl.String}
+
+
+def _edges(pairs: list[tuple[str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(pairs, schema=EDGE_SCHEMA, orient="row")
+
+
+def _links(rows: list[tuple[str, str, float, str]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=LINK_SCHEMA, orient="row")
+
+
+def _groups(assignment: pl.DataFrame) -> set[frozenset[str]]:
+    """The partition an assignment describes, independent of the keys it uses."""
+    return {
+        frozenset(g)
+        for g in assignment.group_by("cluster_key").agg("unique_id").get_column("unique_id")
+    }
+
+
+def _reference_components(nodes: list[str], pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Plain union-find: node -> smallest node of its component."""
+    parent = {n: n for n in nodes}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {n: find(n) for n in nodes}
+
+
+def test_components_of_a_small_graph() -> None:
+    nodes = pl.Series(["a", "b", "c", "d", "e", "f", "g"])
+    edges = _edges([("b", "a"), ("c", "b"), ("d", "e"), ("f", "f")])
+    out = connected_components(nodes, edges)
+    assert dict(out.iter_rows()) == {
+        "a": "a", "b": "a", "c": "a",  # a-b-c, given right to left
+        "d": "d", "e": "d",
+        "f": "f",  # a self-loop is its own component
+        "g": "g",  # no edges at all
+    }
+    assert out.height == nodes.len()
+
+
+def test_long_chain_in_random_id_order_converges() -> None:
+    # 3000 records in one chain whose ids are shuffled along it: the smallest id sits
+    # somewhere in the middle and has to reach both ends (a glued "giant cluster").
+    ids = [f"r{i:05d}" for i in range(3000)]
+    chain = ids.copy()
+    random.Random(3).shuffle(chain)
+    edges = _edges(list(zip(chain[:-1], chain[1:], strict=True)))
+    out = connected_components(pl.Series(ids), edges)
+    assert out.height == 3000
+    assert out.get_column("cluster_key").unique().to_list() == ["r00000"]
+
+
+def test_components_match_union_find_on_random_graphs() -> None:
+    rng = random.Random(11)
+    for _ in range(5):
+        nodes = [f"n{i:04d}" for i in range(400)]
+        pairs = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(300)]
+        out = connected_components(pl.Series(nodes), _edges(pairs))
+        assert dict(out.iter_rows()) == _reference_components(nodes, pairs)
+
+
+def test_cannot_link_splits_a_component_chained_through_model_links() -> None:
+    # a-b-c-d held together by model links only; a steward says a and d are different people.
+    # The weakest link on the path (c-d, 0.91) is the one given up.
+    nodes = pl.Series(["a", "b", "c", "d", "x"])
+    links = _links(
+        [
+            ("a", "b", 0.99, "model"),
+            ("b", "c", 0.95, "model"),
+            ("c", "d", 0.91, "model"),
+        ]
+    )
+    cannot = _edges([("a", "d")])
+    assignment, unresolved = cluster(nodes, links, cannot)
+    assert _groups(assignment) == {
+        frozenset({"a", "b", "c"}), frozenset({"d"}), frozenset({"x"})
+    }
+    assert dict(assignment.select("unique_id", "cluster_size").iter_rows()) == {
+        "a": 3, "b": 3, "c": 3, "d": 1, "x": 1
+    }
+    assert unresolved.is_empty()
+    # Without the cannot-link it is one component: the split above is the decision's doing.
+    together, _ = cluster(nodes, links, cannot.clear())
+    assert frozenset({"a", "b", "c", "d"}) in _groups(together)
+
+
+def test_cannot_link_on_a_direct_link_removes_it() -> None:
+    nodes = pl.Series(["a", "b"])
+    links = _links([("a", "b", 0.999, "deterministic")])
+    assignment, unresolved = cluster(nodes, links, _edges([("a", "b")]))
+    assert _groups(assignment) == {frozenset({"a"}), frozenset({"b"})}
+    assert unresolved.is_empty()
+
+
+def test_must_link_beats_stronger_model_evidence() -> None:
+    # Model: a-b at 0.999. Steward: b and c are one person, a and c are not.
+    # The must-link is settled first, so the (stronger) model link a-b is the one refused.
+    nodes = pl.Series(["a", "b", "c"])
+    links = _links([("a", "b", 0.999, "model"), ("b", "c", 1.0, "must_link")])
+    assignment, unresolved = cluster(nodes, links, _edges([("a", "c")]))
+    assert _groups(assignment) == {frozenset({"a"}), frozenset({"b", "c"})}
+    assert unresolved.is_empty()
+
+
+def test_must_link_chain_overrides_cannot_link_and_is_reported() -> None:
+    # Two steward must-links chain a and c together although a third decision says they are
+    # different: the must-links win and the cannot-link is reported as unresolved.
+    nodes = pl.Series(["a", "b", "c"])
+    links = _links([("a", "b", 1.0, "must_link"), ("b", "c", 1.0, "must_link")])
+    assignment, unresolved = cluster(nodes, links, _edges([("a", "c")]))
+    assert _groups(assignment) == {frozenset({"a", "b", "c"})}
+    assert unresolved.rows() == [("a", "c")]
+
+
+def test_results_do_not_depend_on_edge_order() -> None:
+    rng = random.Random(5)
+    nodes = [f"n{i:03d}" for i in range(120)]
+    rows = []
+    for _ in range(150):
+        a, b = sorted(rng.sample(nodes, 2))
+        rows.append((a, b, round(rng.uniform(0.9, 1.0), 3), rng.choice(["model", "model",
+                                                                         "deterministic"])))
+    links = _links(rows).unique(["unique_id_l", "unique_id_r"], keep="first",
+                                maintain_order=True)
+    # Cannot-links between records the links connect, so the constrained path is exercised.
+    first, _ = cluster(pl.Series(nodes), links, _edges([]))
+    big = first.filter(pl.col("cluster_size") == pl.col("cluster_size").max())
+    members = big.get_column("unique_id").to_list()
+    cannot = _edges([(members[0], members[-1]), (members[1], members[-2])])
+
+    expected, expected_unresolved = cluster(pl.Series(nodes), links, cannot)
+    key = dict(expected.select("unique_id", "cluster_key").iter_rows())
+    assert len(members) >= 4
+    assert key[members[0]] != key[members[-1]] and key[members[1]] != key[members[-2]]
+    assert expected_unresolved.is_empty()
+    for seed in range(4):
+        shuffled_links = links.sample(fraction=1.0, shuffle=True, seed=seed)
+        shuffled_nodes = pl.Series(nodes).sample(fraction=1.0, shuffle=True, seed=seed)
+        got, got_unresolved = cluster(shuffled_nodes, shuffled_links, cannot.reverse())
+        assert got.equals(expected)
+        assert got_unresolved.sort(pl.all()).equals(expected_unresolved.sort(pl.all()))
