@@ -182,6 +182,13 @@ class MatchingConfig(_Strict):
     match_threshold: float = Field(
         0.7, gt=0, lt=1, description="Match probability at or above which two records link."
     )
+    attach_min_probability: float | None = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="A record left alone joins the one cluster all its pairs at or above this "
+        "probability point into (none: never attach).",
+    )
     review_band: tuple[float, float] = Field(
         (0.3, 0.95), description="Pairs with a probability in [low, high) go to review."
     )

@@ -113,6 +113,12 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             reason = "no saved model yet"
         elif current.spec_fingerprint != spec.fingerprint():
             reason = "the populated fields changed since the saved model was trained"
+        elif engine.trained_dialect(current.splink_settings) != cfg.backend:
+            reason = (
+                f"the saved model was trained on the "
+                f"{engine.trained_dialect(current.splink_settings)} backend, "
+                f"matching.backend is {cfg.backend}"
+            )
         started = time.monotonic()
         if reason is None:
             model = current
@@ -260,6 +266,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                 min_probability=cfg.min_pair_probability,
                 max_comparisons=cfg.max_comparisons_per_record * max(frame.height, 1),
                 birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
+                attach_min_probability=cfg.attach_min_probability,
                 run_id=context.run.run_id, model_version=model.version, now=now,
                 charts_dir=reports_dir(warehouse),
             )
@@ -378,9 +385,10 @@ def write_model_charts(model, frame: pl.DataFrame, folder: Path) -> dict[str, Pa
         return charts
     target.mkdir(parents=True, exist_ok=True)
     # The charts read only the settings, so a tiny in-memory DuckDB session is enough,
-    # whichever backend trained the model.
+    # whichever backend trained the model (its SQL is transpiled to DuckDB's to be parsed).
+    settings = engine.settings_in_dialect(model.splink_settings, "duckdb")
     with engine.open_backend(engine.BackendConfig(temp_directory=folder / ".tmp")) as db_api:
-        linker = engine.linker_for(db_api, frame.head(10), model.splink_settings)
+        linker = engine.linker_for(db_api, frame.head(10), settings)
         linker.visualisations.match_weights_chart().save(
             str(charts["match_weights"]), inline=True
         )

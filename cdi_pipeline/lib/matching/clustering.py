@@ -148,3 +148,63 @@ def cluster(
         pl.len().over("cluster_key").cast(pl.Int64).alias("cluster_size")
     ).sort(NODE)
     return assignment, unresolved
+
+
+def attach_singletons(
+    assignment: pl.DataFrame,
+    scored: pl.DataFrame,
+    cannot_link: pl.DataFrame,
+    min_probability: float,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Attach a record left alone to the one cluster its plausible pairs all point into.
+
+    A sparse record (a support ticket with only a name) rarely reaches the threshold on its
+    own, yet when every pair above `min_probability` leads into the same cluster there is no
+    competing candidate: it joins that cluster. Two candidate clusters (namesakes) or a
+    cannot-link with any member leave it alone. Returns the new assignment and the
+    attachments (unique_id, cluster_key, match_probability).
+    """
+    alone = assignment.filter(pl.col("cluster_size") == 1).select(NODE)
+    both = pl.concat(
+        [
+            scored.select(pl.col("unique_id_l").alias(NODE), pl.col("unique_id_r").alias("other"),
+                          "match_probability"),
+            scored.select(pl.col("unique_id_r").alias(NODE), pl.col("unique_id_l").alias("other"),
+                          "match_probability"),
+        ]
+    ).filter(pl.col("match_probability") >= min_probability)
+    # Only established clusters are candidates: two lone tickets of the same name both
+    # attach to the customer they point at, rather than blocking each other.
+    candidates = both.join(alone, on=NODE).join(
+        assignment.filter(pl.col("cluster_size") > 1).select(
+            pl.col(NODE).alias("other"), "cluster_key"
+        ),
+        on="other",
+    )
+    forbidden = pl.concat(
+        [
+            cannot_link.select(pl.col("unique_id_l").alias(NODE), pl.col("unique_id_r").alias("o")),
+            cannot_link.select(pl.col("unique_id_r").alias(NODE), pl.col("unique_id_l").alias("o")),
+        ]
+    ).join(assignment.select(pl.col(NODE).alias("o"), "cluster_key"), on="o")
+    candidates = candidates.join(forbidden.select(NODE, "cluster_key"), on=[NODE, "cluster_key"],
+                                 how="anti")
+    chosen = (
+        candidates.group_by(NODE)
+        .agg(
+            pl.col("cluster_key").n_unique().alias("clusters"),
+            pl.col("cluster_key").first().alias("cluster_key"),
+            pl.col("match_probability").max(),
+        )
+        .filter(pl.col("clusters") == 1)
+        .drop("clusters")
+    )
+    updated = (
+        assignment.join(chosen.select(NODE, pl.col("cluster_key").alias("new_key")), on=NODE,
+                        how="left")
+        .with_columns(pl.coalesce("new_key", "cluster_key").alias("cluster_key"))
+        .drop("new_key")
+        .with_columns(pl.len().over("cluster_key").cast(pl.Int64).alias("cluster_size"))
+        .sort(NODE)
+    )
+    return updated, chosen.sort(NODE)

@@ -80,19 +80,19 @@ SPARK_LOG_LEVEL = "WARN"
 # The model's custom SQL is written in DuckDB's dialect and Splink transpiles it with sqlglot,
 # which passes these DuckDB functions through unchanged: Spark gets same-named equivalents.
 # (`ends_with` / `starts_with` in the model SQL would transpile without them.)
-SPARK_DUCKDB_FUNCTIONS = (
-    "CREATE OR REPLACE TEMPORARY FUNCTION suffix(s STRING, t STRING) RETURNS BOOLEAN "
+SPARK_DUCKDB_FUNCTIONS = {
+    "suffix": "CREATE TEMPORARY FUNCTION suffix(s STRING, t STRING) RETURNS BOOLEAN "
     "RETURN endswith(s, t)",
-    "CREATE OR REPLACE TEMPORARY FUNCTION prefix(s STRING, t STRING) RETURNS BOOLEAN "
+    "prefix": "CREATE TEMPORARY FUNCTION prefix(s STRING, t STRING) RETURNS BOOLEAN "
     "RETURN startswith(s, t)",
-)
+}
 
 
 @contextlib.contextmanager
 def _spark_backend(config: BackendConfig, scratch: Path) -> Iterator[Any]:
     """SparkAPI on the process's Spark session, with its own checkpoint folder.
 
-    The session (and its JVM, ~20-30 s to start) is shared by every use in the process; what
+    The session (and its JVM, 10-30 s to start) is shared by every use in the process; what
     one use leaves behind (temporary views, cached and checkpointed tables) is removed at the
     end, so the next use starts clean and registers its input under the same name.
     """
@@ -107,8 +107,9 @@ def _spark_backend(config: BackendConfig, scratch: Path) -> Iterator[Any]:
     checkpoint_root.mkdir(parents=True, exist_ok=True)
     checkpoints = Path(tempfile.mkdtemp(prefix="splink_ckpt_", dir=checkpoint_root))
     spark.sparkContext.setCheckpointDir(str(checkpoints))
-    for statement in SPARK_DUCKDB_FUNCTIONS:
-        spark.sql(statement)
+    for name, statement in SPARK_DUCKDB_FUNCTIONS.items():
+        if not spark.catalog.functionExists(name):
+            spark.sql(statement)
     try:
         yield SparkAPI(
             spark_session=spark,
@@ -144,6 +145,11 @@ def _spark_session(config: BackendConfig, jar: str, scratch: Path) -> Any:
             "pip install 'cdi_pipeline[spark]' (it needs Java 17 or newer)"
         ) from exc
     if SparkContext._active_spark_context is None:
+        if not _java_available():
+            raise RuntimeError(
+                "matching.backend is 'spark' but no Java runtime was found (neither "
+                "$JAVA_HOME/bin/java nor java on PATH); Spark needs Java 17 or newer"
+            )
         log.info("starting Spark (%s, driver memory %s)", config.spark_master,
                  config.spark_driver_memory)
         started = time.monotonic()
@@ -178,6 +184,13 @@ def _spark_session(config: BackendConfig, jar: str, scratch: Path) -> Any:
         log.warning("using the running Spark session on %s, not matching.spark_master=%s",
                     master, config.spark_master)
     return running
+
+
+def _java_available() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return True
+    return shutil.which("java") is not None
 
 
 def register_input(db_api: Any, frame: pl.DataFrame) -> Any:
@@ -382,8 +395,55 @@ def _identifier_priors(settings: dict[str, Any]) -> None:
         levels[-1]["m_probability"] = 1 - IDENTIFIER_PRIOR_M
 
 
+def trained_dialect(settings_dict: dict[str, Any]) -> str:
+    """SQL dialect a saved model's settings are written in: the backend that trained it.
+
+    Splink writes the model's SQL in its backend's dialect (`"col"` on DuckDB, `` `col` `` on
+    Spark); the backend names of `matching.backend` are the same strings.
+    """
+    return str(settings_dict.get("sql_dialect", "duckdb"))
+
+
+def settings_in_dialect(settings_dict: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """A saved model's settings with its SQL transpiled (sqlglot) to another dialect.
+
+    Only for reading the model (charts, parameters): function names Splink spells per backend
+    (`jaro_winkler` on Spark, `jaro_winkler_similarity` on DuckDB) are not mapped, so pairs
+    must not be scored with the result; `linker_for` refuses it.
+    """
+    import sqlglot
+
+    settings = json.loads(json.dumps(settings_dict))
+    source = trained_dialect(settings)
+    if source == dialect:
+        return settings
+
+    def translate(sql: str) -> str:
+        return sql if sql.strip().upper() == "ELSE" else sqlglot.transpile(
+            sql, read=source, write=dialect
+        )[0]
+
+    for comparison in settings.get("comparisons", []):
+        for level in comparison["comparison_levels"]:
+            level["sql_condition"] = translate(level["sql_condition"])
+    for rule in settings.get("blocking_rules_to_generate_predictions", []):
+        if isinstance(rule, dict):
+            rule["blocking_rule"] = translate(rule["blocking_rule"])
+            rule["sql_dialect"] = dialect
+    settings["sql_dialect"] = dialect
+    return settings
+
+
 def linker_for(db_api: Any, frame: pl.DataFrame, settings_dict: dict[str, Any]) -> Linker:
     """A linker over `frame` with a saved model's settings."""
+    backend = db_api.sql_dialect.sql_dialect_str
+    if trained_dialect(settings_dict) != backend:
+        # DuckDB SQL runs on Spark without error but wrongly ("col" is a string there).
+        raise ValueError(
+            f"the model was trained on the {trained_dialect(settings_dict)} backend and its "
+            f"SQL is written for it, not for {backend}: retrain it on {backend} "
+            "(materialise matching/model; it retrains when the backend changed)"
+        )
     return Linker(register_input(db_api, frame), json.loads(json.dumps(settings_dict)))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from cdi_pipeline.lib.matching import engine
-from cdi_pipeline.lib.matching.clustering import cluster
+from cdi_pipeline.lib.matching.clustering import attach_singletons, cluster
 from cdi_pipeline.lib.matching.ids import IdAssignment, assign_ids
 from cdi_pipeline.lib.matching.rules import deterministic_pairs
 from cdi_pipeline.lib.matching.spec import UNIQUE_ID, ModelSpec
@@ -199,6 +199,7 @@ def match(
     min_probability: float,
     max_comparisons: float,
     birth_date_conflict_blocks_link: bool = True,
+    attach_min_probability: float | None = None,
     run_id: str,
     model_version: str,
     now,
@@ -215,6 +216,11 @@ def match(
         birth_date_conflict_blocks_link=birth_date_conflict_blocks_link,
     )
     assignment, unresolved = cluster(frame.get_column(UNIQUE_ID), links, cannot)
+    attached = None
+    if attach_min_probability is not None:
+        assignment, attached = attach_singletons(
+            assignment, scored, cannot, attach_min_probability
+        )
     previous = previous_xref.select(
         (pl.col("source") + "|" + pl.col("source_record_id")).alias(UNIQUE_ID), "customer_id"
     )
@@ -333,5 +339,6 @@ def match(
         "customers": clusters.height,
         "review_queue": review.height,
         "unresolved_cannot_links": unresolved.height,
+        "singletons_attached": 0 if attached is None else attached.height,
     }
     return MatchOutcome(pairs, review, xref, clusters, ids, unresolved, preflight, stats, charts)

@@ -139,10 +139,17 @@ class ModelSpec:
     identifiers: list[str] = field(default_factory=list)
 
     def fingerprint(self) -> str:
-        """A hash of the spec: a saved model is reused only when this still matches."""
+        """A hash of the spec: a saved model is reused only when this still matches.
+
+        It covers every comparison level's SQL, so a changed comparison retrains too.
+        """
+        untrained = splink_settings(self, 1e-4).create_settings_dict("duckdb")
         payload = json.dumps(
             {
-                "comparisons": self.comparisons,
+                "comparisons": [
+                    [lv["sql_condition"] for lv in c["comparison_levels"]]
+                    for c in untrained["comparisons"]
+                ],
                 "blocking": self.blocking_rules,
                 "training": self.training_rules,
             },
