@@ -140,7 +140,10 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                     + "\nCheck matching.training_rules in the registry; the previous model "
                     "stays in use."
                 )
-            model = engine.save_model(folder, settings, spec, training, make_current=True)
+            tf_tables = engine.term_frequencies(frame, engine.tf_columns(settings))
+            model = engine.save_model(
+                folder, settings, spec, training, make_current=True, tf_tables=tf_tables
+            )
         seconds = time.monotonic() - started
 
         params = parameter_table(model.splink_settings).with_columns(
@@ -259,7 +262,9 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         started = time.monotonic()
         now = datetime.now(UTC).replace(tzinfo=None)
         with engine.open_backend(backend_config(registry, warehouse)) as db_api:
-            linker = engine.linker_for(db_api, frame, model.splink_settings)
+            linker = engine.linker_for(
+                db_api, frame, model.splink_settings, model.term_frequencies
+            )
             outcome = match(
                 frame, linker, spec, overrides, previous_xref, previous_map,
                 threshold=cfg.match_threshold, review_band=cfg.review_band,

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -193,13 +193,46 @@ def _java_available() -> bool:
     return shutil.which("java") is not None
 
 
-def register_input(db_api: Any, frame: pl.DataFrame) -> Any:
-    """Register the Splink input table on the backend."""
+def register_input(db_api: Any, frame: pl.DataFrame, table_name: str = "cdi_match_input") -> Any:
+    """Register a polars frame as a table on the backend (the Splink input by default)."""
     table = frame.to_arrow()
     if type(db_api).__name__ == "SparkAPI":
         # Spark 4 builds a DataFrame straight from Arrow; Splink's own path wants pandas.
         table = db_api.spark.createDataFrame(table)
-    return db_api.register(table, table_name="cdi_match_input")
+    return db_api.register(table, table_name=table_name)
+
+
+# --- term frequencies ------------------------------------------------------------------
+
+
+def tf_columns(settings_dict: dict[str, Any]) -> list[str]:
+    """Columns the model adjusts by term frequency."""
+    cols = {
+        lv["tf_adjustment_column"]
+        for c in settings_dict["comparisons"]
+        for lv in c["comparison_levels"]
+        if lv.get("tf_adjustment_column")
+    }
+    return sorted(cols)
+
+
+def term_frequencies(frame: pl.DataFrame, columns: list[str]) -> dict[str, pl.DataFrame]:
+    """Share of non-null records holding each value, per column (Splink's tf_ tables).
+
+    They are frozen with the model: scores then depend only on the two records and the
+    model, so removing or adding unrelated records cannot move other pairs across the
+    threshold (and cannot change other customers' ids).
+    """
+    out = {}
+    for col in columns:
+        values = frame.select(col).drop_nulls()
+        total = max(values.height, 1)
+        out[col] = (
+            values.group_by(col)
+            .agg((pl.len() / total).alias(f"tf_{col}"))
+            .sort(col)
+        )
+    return out
 
 
 def to_polars(splink_frame: Any) -> pl.DataFrame:
@@ -223,6 +256,12 @@ class SavedModel:
     training: list[dict[str, Any]]
     splink_settings: dict[str, Any]
     path: Path
+    term_frequencies: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+    @property
+    def tf_dir(self) -> Path:
+        """Folder of the model's frozen term-frequency tables."""
+        return tf_dir_for(self.path)
 
     @property
     def as_json(self) -> dict[str, Any]:
@@ -236,10 +275,23 @@ class SavedModel:
         }
 
 
-def model_version(splink_settings_dict: dict[str, Any]) -> str:
-    """Content hash of the model's settings and parameters: equal models, equal versions."""
-    payload = json.dumps(splink_settings_dict, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+def tf_dir_for(model_path: Path) -> Path:
+    """`match_model_<version>.tf/` next to `match_model_<version>.json`."""
+    return model_path.with_suffix(".tf")
+
+
+def model_version(
+    splink_settings_dict: dict[str, Any], tf_tables: dict[str, pl.DataFrame] | None = None
+) -> str:
+    """Content hash of settings, parameters and frozen term frequencies."""
+    digest = hashlib.sha256(
+        json.dumps(splink_settings_dict, sort_keys=True, default=str).encode()
+    )
+    for col, table in sorted((tf_tables or {}).items()):
+        digest.update(col.encode())
+        digest.update(str(table.height).encode())
+        digest.update(str(table.hash_rows().sum()).encode())
+    return digest.hexdigest()[:12]
 
 
 def current_model_path(models_dir: Path) -> Path:
@@ -268,6 +320,9 @@ def load_model(path: Path) -> SavedModel:
         training=data["training"],
         splink_settings=data["splink_settings"],
         path=path,
+        term_frequencies={
+            f.stem: pl.read_parquet(f) for f in sorted(tf_dir_for(path).glob("*.parquet"))
+        },
     )
 
 
@@ -286,10 +341,25 @@ def save_model(
     training: list[dict[str, Any]],
     *,
     make_current: bool,
+    tf_tables: dict[str, pl.DataFrame] | None = None,
 ) -> SavedModel:
-    """Write a model file (named by its version) and, if asked, point `current.json` at it."""
+    """Write a model file (named by its version) and, if asked, point `current.json` at it.
+
+    The term-frequency tables are written first and the JSON last, so a model file on disk
+    always has its tables.
+    """
     models_dir.mkdir(parents=True, exist_ok=True)
-    version = model_version(settings_dict)
+    tf_tables = tf_tables or {}
+    version = model_version(settings_dict, tf_tables)
+    target = tf_dir_for(models_dir / f"match_model_{version}.json")
+    staging = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    for col, table in tf_tables.items():
+        table.write_parquet(staging / f"{col}.parquet")
+    if target.exists():
+        shutil.rmtree(staging)
+    else:
+        os.replace(staging, target)
     model = SavedModel(
         version=version,
         spec_fingerprint=spec.fingerprint(),
@@ -297,6 +367,7 @@ def save_model(
         training=training,
         splink_settings=settings_dict,
         path=models_dir / f"match_model_{version}.json",
+        term_frequencies=tf_tables,
     )
     _atomic_write(model.path, json.dumps(model.as_json, indent=2, default=str))
     if make_current:
@@ -351,7 +422,12 @@ def train(
         _deterministic_rules(spec), recall=0.7
     )
     log.info("prior estimated in %.1fs; estimating u", time.monotonic() - started)
-    linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
+    # Each chunk is a separate job on Spark (about 6 s each); DuckDB chunks are cheap and
+    # let Splink stop early once every level has enough observations.
+    chunks = 1 if type(db_api).__name__ == "SparkAPI" else 10
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=u_max_pairs, seed=seed, num_chunks=chunks
+    )
     log.info("u estimated after %.1fs", time.monotonic() - started)
     max_iterations = linker._settings_obj.training_settings.max_iterations
     sessions = []
@@ -434,8 +510,13 @@ def settings_in_dialect(settings_dict: dict[str, Any], dialect: str) -> dict[str
     return settings
 
 
-def linker_for(db_api: Any, frame: pl.DataFrame, settings_dict: dict[str, Any]) -> Linker:
-    """A linker over `frame` with a saved model's settings."""
+def linker_for(
+    db_api: Any,
+    frame: pl.DataFrame,
+    settings_dict: dict[str, Any],
+    tf_tables: dict[str, pl.DataFrame] | None = None,
+) -> Linker:
+    """A linker over `frame` with a saved model's settings and frozen term frequencies."""
     backend = db_api.sql_dialect.sql_dialect_str
     if trained_dialect(settings_dict) != backend:
         # DuckDB SQL runs on Spark without error but wrongly ("col" is a string there).
@@ -444,7 +525,11 @@ def linker_for(db_api: Any, frame: pl.DataFrame, settings_dict: dict[str, Any]) 
             f"SQL is written for it, not for {backend}: retrain it on {backend} "
             "(materialise matching/model; it retrains when the backend changed)"
         )
-    return Linker(register_input(db_api, frame), json.loads(json.dumps(settings_dict)))
+    linker = Linker(register_input(db_api, frame), json.loads(json.dumps(settings_dict)))
+    for col, table in (tf_tables or {}).items():
+        registered = register_input(db_api, table, table_name=f"cdi_tf_{col}")
+        linker.table_management.register_term_frequency_lookup(registered, col)
+    return linker
 
 
 def count_comparisons(linker: Linker, blocking_rules: list[list[str]]) -> pl.DataFrame:

@@ -222,6 +222,23 @@ def derive_spec(frame: pl.DataFrame, training_rules: list[list[str]] | None = No
     return ModelSpec(comparisons, blocking, training_rules, identifiers)
 
 
+# m of "birth dates far apart" is fixed, not trained: among pairs EM blocks on a shared email
+# it is mostly families, EM drives it to a denormal Splink rejects, and such pairs are never
+# linked anyway (birth_date_conflict_blocks_link). 1% of true matches is a safe prior.
+BIRTH_DATE_DISAGREE_M = 0.01
+
+
+class _BirthDate(cl.DateOfBirthComparison):
+    """Splink's date-of-birth comparison with the disagreement level's m fixed."""
+
+    def create_comparison_levels(self):
+        levels = super().create_comparison_levels()
+        levels[-1] = levels[-1].configure(
+            m_probability=BIRTH_DATE_DISAGREE_M, fix_m_probability=True
+        )
+        return levels
+
+
 def _comparison(name: str):
     """The Splink comparison for one spec entry."""
     if name == "first_name":
@@ -282,7 +299,7 @@ def _comparison(name: str):
             ],
         )
     if name == "date_of_birth":
-        return cl.DateOfBirthComparison(
+        return _BirthDate(
             "date_of_birth",
             input_is_string=False,
             datetime_thresholds=[1, 1, 10],
