@@ -25,10 +25,8 @@ from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.matching.assets import MODEL
 from cdi_pipeline.lib.matching.evaluation import score_clusters
 
-# JVM start-up plus Splink's many small Spark jobs (u sampling runs one per chunk and
-# comparison) make this take minutes, not seconds.
-pytestmark = pytest.mark.slow
-
+# About a minute (JVM start-up and Splink's many small Spark jobs): part of `make test`,
+# because the Spark path is only real if every change runs it.
 
 def _require_spark() -> None:
     """Fail, loudly, when the Spark backend cannot run here."""

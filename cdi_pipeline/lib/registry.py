@@ -180,7 +180,7 @@ class MatchingConfig(_Strict):
         "duckdb", description="Where Splink runs: embedded DuckDB, or Spark (pyspark)."
     )
     match_threshold: float = Field(
-        0.7, gt=0, lt=1, description="Match probability at or above which two records link."
+        0.9, gt=0, lt=1, description="Match probability at or above which two records link."
     )
     attach_min_probability: float | None = Field(
         0.3,
@@ -190,7 +190,7 @@ class MatchingConfig(_Strict):
         "probability point into (none: never attach).",
     )
     review_band: tuple[float, float] = Field(
-        (0.3, 0.95), description="Pairs with a probability in [low, high) go to review."
+        (0.5, 0.98), description="Pairs with a probability in [low, high) go to review."
     )
     min_pair_probability: float = Field(
         0.01, gt=0, lt=1, description="Scored pairs below this probability are not stored."

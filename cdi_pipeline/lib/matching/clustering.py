@@ -97,19 +97,58 @@ def _constrained(edges: pl.DataFrame, forbidden: set[tuple[str, str]]) -> dict[s
     return {x: find(x) for x in list(parent)}
 
 
+def birth_date_conflicts(assignment: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
+    """Pairs inside one component whose birth dates differ by more than a typo.
+
+    A chain A-B-C can join A and C although nobody compared them; if their birth dates
+    disagree they are different people, and the pair becomes a cannot-link. "More than a
+    typo": over a month apart, more than one digit different, and not day and month swapped.
+    """
+    members = assignment.select(NODE, "cluster_key").join(
+        birth_dates.select(NODE, pl.col("date_of_birth").alias("dob")).drop_nulls(), on=NODE
+    ).filter(pl.len().over("cluster_key") > 1)
+    pairs = members.join(members, on="cluster_key", suffix="_r").filter(
+        pl.col(NODE) < pl.col(f"{NODE}_r")
+    )
+    left = pl.col("dob").dt.strftime("%Y%m%d")
+    right = pl.col("dob_r").dt.strftime("%Y%m%d")
+    digits_apart = pl.sum_horizontal(
+        [(left.str.slice(i, 1) != right.str.slice(i, 1)).cast(pl.Int8) for i in range(8)]
+    )
+    swapped = (pl.col("dob").dt.year() == pl.col("dob_r").dt.year()) & (
+        pl.col("dob").dt.month() == pl.col("dob_r").dt.day()
+    ) & (pl.col("dob").dt.day() == pl.col("dob_r").dt.month())
+    far = (pl.col("dob") - pl.col("dob_r")).dt.total_days().abs() > 31
+    return pairs.filter(far & (digits_apart > 1) & ~swapped).select(
+        pl.col(NODE).alias("unique_id_l"), pl.col(f"{NODE}_r").alias("unique_id_r")
+    )
+
+
 def cluster(
-    nodes: pl.Series, links: pl.DataFrame, cannot_link: pl.DataFrame
+    nodes: pl.Series,
+    links: pl.DataFrame,
+    cannot_link: pl.DataFrame,
+    birth_dates: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cluster nodes over `links` (unique_id_l, unique_id_r, match_probability, kind).
 
-    Returns (assignment: unique_id, cluster_key, cluster_size) and the cannot-link pairs
-    that could not be honoured because must-link decisions chain them together.
+    With `birth_dates` (unique_id, date_of_birth), members of one component whose birth
+    dates conflict are kept apart too, so a chain cannot glue a family (or a whole surname)
+    into one customer. Returns (assignment: unique_id, cluster_key, cluster_size) and the
+    cannot-link pairs that could not be honoured because must-link decisions chain them.
     """
     links = links.join(
         cannot_link.select("unique_id_l", "unique_id_r"), on=["unique_id_l", "unique_id_r"],
         how="anti",
     )
     assignment = connected_components(nodes, links)
+    if birth_dates is not None:
+        cannot_link = pl.concat(
+            [
+                cannot_link.select("unique_id_l", "unique_id_r"),
+                birth_date_conflicts(assignment, birth_dates),
+            ]
+        ).unique()
     violated = (
         cannot_link.join(assignment, left_on="unique_id_l", right_on=NODE)
         .join(assignment, left_on="unique_id_r", right_on=NODE, suffix="_r")

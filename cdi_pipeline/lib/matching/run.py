@@ -215,7 +215,10 @@ def match(
         scored, rule_pairs, overrides, threshold,
         birth_date_conflict_blocks_link=birth_date_conflict_blocks_link,
     )
-    assignment, unresolved = cluster(frame.get_column(UNIQUE_ID), links, cannot)
+    assignment, unresolved = cluster(
+        frame.get_column(UNIQUE_ID), links, cannot,
+        frame.select(UNIQUE_ID, "date_of_birth") if birth_date_conflict_blocks_link else None,
+    )
     attached = None
     if attach_min_probability is not None:
         assignment, attached = attach_singletons(
