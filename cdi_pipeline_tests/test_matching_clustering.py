@@ -158,3 +158,33 @@ def test_results_do_not_depend_on_edge_order() -> None:
         got, got_unresolved = cluster(shuffled_nodes, shuffled_links, cannot.reverse())
         assert got.equals(expected)
         assert got_unresolved.sort(pl.all()).equals(expected_unresolved.sort(pl.all()))
+
+
+def _dobs(rows: dict[str, str | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"unique_id": list(rows), "date_of_birth": list(rows.values())}
+    ).with_columns(pl.col("date_of_birth").str.to_date())
+
+
+def test_chain_between_different_birth_dates_is_cut_at_its_weakest_link() -> None:
+    # Mother a, son c, and a record b without a birth date that links to both: the chain
+    # would make one customer of two people born 30 years apart.
+    links = _links([("a", "b", 0.99, "model"), ("b", "c", 0.95, "model"), ("c", "d", 0.99,
+                                                                           "model")])
+    nodes = pl.Series(["a", "b", "c", "d"])
+    dobs = _dobs({"a": "1950-03-04", "b": None, "c": "1980-07-01", "d": "1980-07-01"})
+    no_cannot = _edges([])
+    together, _ = cluster(nodes, links, no_cannot)
+    assert _groups(together) == {frozenset("abcd")}
+    apart, unresolved = cluster(nodes, links, no_cannot, dobs)
+    assert _groups(apart) == {frozenset("ab"), frozenset("cd")}
+    assert unresolved.is_empty()
+
+
+def test_typo_level_birth_date_differences_do_not_cut() -> None:
+    links = _links([("a", "b", 0.99, "model"), ("b", "c", 0.99, "model")])
+    nodes = pl.Series(["a", "b", "c"])
+    # One digit off, and day and month swapped: the same person typed differently.
+    dobs = _dobs({"a": "1965-09-08", "b": "1965-09-09", "c": "1965-08-09"})
+    assignment, _ = cluster(nodes, links, _edges([]), dobs)
+    assert _groups(assignment) == {frozenset("abc")}

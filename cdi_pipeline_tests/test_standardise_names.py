@@ -303,3 +303,12 @@ def test_rerun_on_own_output_keeps_everything() -> None:
         assert twice[column].to_list() == once[column].to_list(), column
     assert twice["name_issue"].to_list() == once["name_issue"].to_list()
     assert twice["full_name"].to_list() == once["full_name"].to_list()
+
+
+@pytest.mark.parametrize("value", ["dhr. El Amrani", "Yassine El Amrani", "Al Haddad"])
+def test_arabic_articles_belong_to_the_surname(value: str) -> None:
+    # Read as a given name, "El" would make every El Amrani in the support desk one person.
+    row = _row(full_name=value)
+    assert row["first_name_key"] not in {"el", "al"}
+    assert row["last_name_key"] in {"amrani", "haddad"}
+    assert row["name_prefix"] in {"el", "al"}

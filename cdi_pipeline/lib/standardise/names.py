@@ -44,9 +44,10 @@ _S = _TMP + "s_"
 # they are far more likely to be part of a real name, so they are only accepted as a pair.
 _COMBOS = r"(?:in|op|aan|bij|onder|uit|voor|over)\s+(?:den|der|de|het|'t)"
 _DUTCH = r"vander|vanden|vande|van|von|vom|zum|zur|zu|der|den|dem|des|de|het|'t|'s|ten|ter|te"
-# Romance articles are recognised in front of a surname only: as a trailing word "Minh Le" or
-# "Tom Da" is a surname, not a prefix written after it.
-_ROMANCE = r"della|dal|del|das|dos|les|la|le|du|di|da"
+# Romance and Arabic articles are recognised in front of a surname only: as a trailing word
+# "Minh Le" or "Tom Da" is a surname, not a prefix written after it. "El Amrani" is a surname
+# with its article, not the given name "El" ("Ben" stays out: it is a common given name).
+_ROMANCE = r"della|dal|del|das|dos|les|la|le|du|di|da|el|al|abu"
 _ABBR_DOT = r"v\.\s?d\.|v\.d\.|vd\.|v\."
 _ABBR_NODOT = r"v\.d|v/d|vd"
 _APOS = r"d'|l'"
