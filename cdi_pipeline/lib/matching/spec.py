@@ -178,8 +178,12 @@ def derive_spec(frame: pl.DataFrame, training_rules: list[list[str]] | None = No
         comparisons.append("email")
     if has("phone"):
         comparisons.append("phone")
-    if has("postcode") or has("street_key"):
+    if has("house_number") and (has("postcode") or has("street_key")):
         comparisons.append("address")
+    elif has("postcode"):
+        # Without house numbers a postcode is all the address there is: levels that need a
+        # number would never be observed, and EM could not estimate them.
+        comparisons.append("postcode")
     # An identifier no two records share can never agree, so EM could not learn its m.
     shared = frame.select(
         (pl.col(c).is_not_null() & pl.col(c).is_duplicated()).sum()
@@ -355,6 +359,17 @@ def _comparison(name: str):
                     cll.ExactMatchLevel("house_number"),
                     cll.ExactMatchLevel("city_key"),
                 ).configure(label_for_charts="Same street, number and city"),
+                cll.ExactMatchLevel("postcode", term_frequency_adjustments=True),
+                cll.ExactMatchLevel("postcode_area"),
+                cll.ElseLevel(),
+            ],
+        )
+    if name == "postcode":
+        return cl.CustomComparison(
+            output_column_name="postcode",
+            comparison_description="Postcode: exact, same area",
+            comparison_levels=[
+                cll.NullLevel("postcode"),
                 cll.ExactMatchLevel("postcode", term_frequency_adjustments=True),
                 cll.ExactMatchLevel("postcode_area"),
                 cll.ElseLevel(),
