@@ -316,3 +316,47 @@ def test_model_trained_on_bad_rules_is_rejected(first_run, tmp_path: Path) -> No
     assert len(rejected) == 1 and rejected.pop().stem.removeprefix("match_model_") in str(
         info.value
     )
+
+
+def test_comparison_budget_stops_the_run_before_predicting(first_run, tmp_path: Path) -> None:
+    base, _ = first_run
+    site = base.copy_to(tmp_path / "site")
+    pairs_before = site.query("SELECT count(*) AS n FROM matching.pairs").item()
+    with site.registry.open("a", encoding="utf-8") as handle:
+        handle.write("matching:\n  max_comparisons_per_record: 0.01\n")
+    result = _refresh(site)
+    assert not result.success
+    failures = "\n".join(_failures(result))
+    assert "ComparisonBudgetExceeded" in failures
+    assert "over the budget" in failures and "email_block: +" in failures
+    # Nothing of the matching layer was replaced.
+    assert site.query("SELECT count(*) AS n FROM matching.pairs").item() == pairs_before
+
+
+def test_oversized_clusters_fail_the_blocking_size_check(first_run, tmp_path: Path) -> None:
+    base, _ = first_run
+    site = base.copy_to(tmp_path / "site")
+    with site.registry.open("a", encoding="utf-8") as handle:
+        handle.write("matching:\n  max_cluster_size: 2\n")
+    result = _refresh(site)
+    check = _checks(result)["cluster_size"]
+    assert not check.passed
+    assert check.metadata["oversized_clusters"].value > 0
+    assert "cluster_size" in check.metadata["cluster_size_distribution"].value
+
+
+def test_explanation_charts_are_written_and_linked(first_run) -> None:
+    site, result = first_run
+    linked = {}
+    for node in ("matching__model", "match_customers"):
+        for materialization in result.asset_materializations_for_node(node):
+            linked.update(
+                {k: v.value for k, v in materialization.metadata.items() if k.startswith("chart_")}
+            )
+    assert set(linked) == {
+        "chart_match_weights", "chart_m_u_parameters", "chart_waterfall",
+        "chart_comparison_viewer",
+    }
+    for path in linked.values():
+        text = Path(path).read_text(encoding="utf-8")
+        assert Path(path).is_relative_to(site.warehouse) and "<html" in text.lower()
