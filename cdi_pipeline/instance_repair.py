@@ -4,7 +4,9 @@ A run killed hard (SIGKILL, out of memory, a closed terminal) cannot release the
 its current step holds, and with a pool limit of 1 every later run then waits forever
 ("Step still blocked by limit for pool cdi_warehouse"). `make run` calls this first: any slot
 holder that is not a run in progress in a live process on this machine is released, and such
-a run is marked failed so the UI tells the truth about it.
+a run is marked failed so the UI tells the truth about it. It judges liveness by process id
+on this machine, so it is meant for the local instance `make run` uses, not for an instance
+whose runs are launched on other hosts.
 
 Usage: python -m cdi_pipeline.instance_repair
 """
@@ -15,8 +17,7 @@ import os
 import re
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster import DagsterEventType, DagsterRunStatus
 
 _PID = re.compile(r"\(pid: (\d+)\)")
 _IN_PROGRESS = {DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}

@@ -188,3 +188,33 @@ def test_typo_level_birth_date_differences_do_not_cut() -> None:
     dobs = _dobs({"a": "1965-09-08", "b": "1965-09-09", "c": "1965-08-09"})
     assignment, _ = cluster(nodes, links, _edges([]), dobs)
     assert _groups(assignment) == {frozenset("abc")}
+
+
+def test_attaching_a_lone_record_respects_birth_dates_and_cannot_links() -> None:
+    from cdi_pipeline.lib.matching.clustering import attach_singletons
+
+    # a-b-c chain cut because a and c were born 30 years apart: c must not be attached back.
+    links = _links([("a", "b", 0.99, "model"), ("b", "c", 0.95, "model")])
+    nodes = pl.Series(["a", "b", "c", "s1", "s2"])
+    dobs = _dobs({"a": "1950-03-04", "b": None, "c": "1980-07-01", "s1": None, "s2": None})
+    assignment, _ = cluster(nodes, links, _edges([]), dobs)
+    scored = _links([("b", "c", 0.95, "model"), ("a", "s1", 0.5, "model"),
+                     ("a", "s2", 0.5, "model")])
+    cannot = _edges([("s1", "s2")])
+    updated, attached = attach_singletons(assignment, scored, cannot, 0.3, dobs)
+    groups = _groups(updated)
+    assert frozenset("c") in groups
+    # s1 and s2 both point at {a, b} but a steward keeps them apart: neither attaches.
+    assert attached.is_empty()
+    assert {frozenset(["s1"]), frozenset(["s2"])} <= groups
+
+
+def test_a_component_far_too_large_stops_before_anything_is_assigned() -> None:
+    import pytest
+
+    from cdi_pipeline.lib.matching.clustering import ComponentTooLarge
+
+    ids = [f"r{i:03d}" for i in range(50)]
+    links = _links([(a, b, 0.99, "model") for a, b in zip(ids, ids[1:], strict=False)])
+    with pytest.raises(ComponentTooLarge, match="chain 50 records"):
+        cluster(pl.Series(ids), links, _edges([]), max_component_size=20)

@@ -160,3 +160,12 @@ def test_merge_chains_resolve_across_three_runs() -> None:
     r4 = _run({"kz": ["z1"]}, r3)
     assert _resolve(r4)[a] is None and _resolve(r4)[b] is None and _resolve(r4)[c] is None
     assert _ids(r4) == {"z1": "CUS000000004"}
+
+
+def test_records_moving_between_two_surviving_customers_are_recorded() -> None:
+    first = _run({"k1": ["a", "b", "c"], "k2": ["d", "e"]})
+    # c moves from customer 1 to customer 2; both keep their ids.
+    second = _run({"k1": ["a", "b"], "k2": ["c", "d", "e"]}, first)
+    ids = _ids(second)
+    assert ids["a"] == "CUS000000001" and ids["c"] == ids["d"] == "CUS000000002"
+    assert _events(second) == {("moved", "CUS000000001", "CUS000000002", 1)}

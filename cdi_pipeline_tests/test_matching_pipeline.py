@@ -360,3 +360,26 @@ def test_explanation_charts_are_written_and_linked(first_run) -> None:
     for path in linked.values():
         text = Path(path).read_text(encoding="utf-8")
         assert Path(path).is_relative_to(site.warehouse) and "<html" in text.lower()
+
+
+def test_missing_frozen_term_frequencies_fail_clearly(first_run, tmp_path: Path) -> None:
+    base, _ = first_run
+    site = base.copy_to(tmp_path / "site")
+    (tf_dir,) = site.models.glob("match_model_*.tf")
+    shutil.rmtree(tf_dir)
+    defs = build_definitions(site.registry, site.warehouse)
+    job = defs.resolve_implicit_global_asset_job_def()
+    # Matching alone refuses the damaged model: silently recomputing the frequencies from
+    # today's data would move scores and customer ids.
+    with pytest.raises(Exception, match="term-frequency tables") as info:
+        job.execute_in_process(asset_selection=[
+            dg.AssetKey(["matching", n]) for n in ("pairs", "review_queue", "clusters")
+        ] + [dg.AssetKey(["golden", n]) for n in ("customer_xref", "id_history",
+                                                   "customer_id_map")])
+    assert str(tf_dir) in str(info.value) and "retrain" in str(info.value)
+    # The model asset replaces it: a full refresh retrains and succeeds.
+    result = _refresh(site)
+    _assert_matching_checks_pass(result)
+    metadata = _model_metadata(result)
+    assert metadata["retrained"] is True
+    assert "unusable" in metadata["retrain_reason"]

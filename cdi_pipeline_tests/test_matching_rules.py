@@ -138,6 +138,9 @@ def test_overrides_are_read_as_ordered_pairs(tmp_path: Path) -> None:
     ("lines", "bad_line", "problem"),
     [
         (["maybe_link,crm,C1,crm,C2,anna,unsure"], 2, "decision maybe_link is not one of"),
+        # A blank decision must not silently cancel an earlier line about the same pair.
+        (["cannot_link,crm,C1,crm,C2,anna,twins", ",crm,C1,crm,C2,anna,oops"], 3,
+         "decision (empty) is not one of"),
         (["must_link,crm,C1,crm,C2,anna,ok", "cannot_link,crm,C1,shop,W1,bob,"], 3,
          "reason (why) is empty"),
         (["must_link,crm,C1,crm,C2,anna,ok", "must_link,crm,C1,crm,C2,anna,ok",

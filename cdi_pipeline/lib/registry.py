@@ -173,6 +173,14 @@ class Source(_Strict):
         return list(dict.fromkeys(cols))
 
 
+# Columns of the matching input an EM training rule may block on (see lib/matching/spec.py).
+TRAINING_COLUMNS = (
+    "first_name_key", "first_name_canonical", "first_initial", "last_name_key",
+    "date_of_birth", "gender", "email", "email_local", "email_block", "phone", "phone_block",
+    "postcode", "postcode_area", "house_number", "street_key", "city_key", "source",
+)
+
+
 class MatchingConfig(_Strict):
     """How records are matched into customers (the `matching:` section of the registry)."""
 
@@ -232,6 +240,24 @@ class MatchingConfig(_Strict):
         low, high = self.review_band
         if not 0 < low < high <= 1:
             raise ValueError(f"review_band must satisfy 0 < low < high <= 1, got {low}, {high}")
+        # Pairs below min_pair_probability are never stored, so nothing under it can be
+        # reviewed or attached.
+        floors = {"review_band low": low}
+        if self.attach_min_probability is not None:
+            floors["attach_min_probability"] = self.attach_min_probability
+        for name, value in floors.items():
+            if value < self.min_pair_probability:
+                raise ValueError(
+                    f"{name} {value} is below min_pair_probability {self.min_pair_probability}"
+                )
+        for rule in self.training_rules or []:
+            unknown = [c for c in rule if c not in TRAINING_COLUMNS
+                       and not re.fullmatch(r"id_[a-z][a-z0-9_]{0,62}", c)]
+            if not rule or unknown:
+                raise ValueError(
+                    f"training_rules entry {rule}: unknown column(s) {unknown}; use columns of "
+                    f"the matching input: {', '.join(TRAINING_COLUMNS)} or id_<identifier>"
+                )
         return self
 
 

@@ -105,9 +105,17 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         frame = prepare_input(_read_records(warehouse), cfg.max_block_size)
         spec = derive_spec(frame, cfg.training_rules)
         folder = models_dir(warehouse)
-        current = engine.load_current_model(folder)
+        damaged = None
+        try:
+            current = engine.load_current_model(folder)
+        except engine.ModelFileError as exc:
+            # A damaged saved model is replaced, not trusted: retrain from the data.
+            context.log.warning(str(exc))
+            current, damaged = None, f"the saved model is unusable: {exc}"
         reason = None
-        if config.retrain:
+        if damaged is not None:
+            reason = damaged
+        elif config.retrain:
             reason = "retraining requested in run config"
         elif current is None:
             reason = "no saved model yet"
@@ -141,8 +149,9 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                     "stays in use."
                 )
             tf_tables = engine.term_frequencies(frame, engine.tf_columns(settings))
+            # Saved now, promoted last: a run that fails below leaves the old model current.
             model = engine.save_model(
-                folder, settings, spec, training, make_current=True, tf_tables=tf_tables
+                folder, settings, spec, training, make_current=False, tf_tables=tf_tables
             )
         seconds = time.monotonic() - started
 
@@ -160,6 +169,8 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         )
         with warehouse.connect() as con:
             replace_tables(con, [write])
+        if reason is not None:
+            engine.promote_model(folder, model)
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(write),
@@ -272,6 +283,8 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                 max_comparisons=cfg.max_comparisons_per_record * max(frame.height, 1),
                 birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
                 attach_min_probability=cfg.attach_min_probability,
+                # Far beyond the size check's limit: stop before ids are assigned from it.
+                max_component_size=10 * cfg.max_cluster_size,
                 run_id=context.run.run_id, model_version=model.version, now=now,
                 charts_dir=reports_dir(warehouse),
             )

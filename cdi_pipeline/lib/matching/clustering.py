@@ -97,12 +97,28 @@ def _constrained(edges: pl.DataFrame, forbidden: set[tuple[str, str]]) -> dict[s
     return {x: find(x) for x in list(parent)}
 
 
+def birth_dates_conflict(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """True when two birth dates differ by more than a typo.
+
+    "More than a typo": over a month apart, more than one digit different, and not day and
+    month swapped. Null on either side is no conflict.
+    """
+    left, right = a.dt.strftime("%Y%m%d"), b.dt.strftime("%Y%m%d")
+    digits_apart = pl.sum_horizontal(
+        [(left.str.slice(i, 1) != right.str.slice(i, 1)).cast(pl.Int8) for i in range(8)]
+    )
+    swapped = (a.dt.year() == b.dt.year()) & (a.dt.month() == b.dt.day()) & (
+        a.dt.day() == b.dt.month()
+    )
+    far = (a - b).dt.total_days().abs() > 31
+    return (far & (digits_apart > 1) & ~swapped).fill_null(False)
+
+
 def birth_date_conflicts(assignment: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
     """Pairs inside one component whose birth dates differ by more than a typo.
 
     A chain A-B-C can join A and C although nobody compared them; if their birth dates
-    disagree they are different people, and the pair becomes a cannot-link. "More than a
-    typo": over a month apart, more than one digit different, and not day and month swapped.
+    disagree they are different people, and the pair becomes a cannot-link.
     """
     members = assignment.select(NODE, "cluster_key").join(
         birth_dates.select(NODE, pl.col("date_of_birth").alias("dob")).drop_nulls(), on=NODE
@@ -110,18 +126,13 @@ def birth_date_conflicts(assignment: pl.DataFrame, birth_dates: pl.DataFrame) ->
     pairs = members.join(members, on="cluster_key", suffix="_r").filter(
         pl.col(NODE) < pl.col(f"{NODE}_r")
     )
-    left = pl.col("dob").dt.strftime("%Y%m%d")
-    right = pl.col("dob_r").dt.strftime("%Y%m%d")
-    digits_apart = pl.sum_horizontal(
-        [(left.str.slice(i, 1) != right.str.slice(i, 1)).cast(pl.Int8) for i in range(8)]
-    )
-    swapped = (pl.col("dob").dt.year() == pl.col("dob_r").dt.year()) & (
-        pl.col("dob").dt.month() == pl.col("dob_r").dt.day()
-    ) & (pl.col("dob").dt.day() == pl.col("dob_r").dt.month())
-    far = (pl.col("dob") - pl.col("dob_r")).dt.total_days().abs() > 31
-    return pairs.filter(far & (digits_apart > 1) & ~swapped).select(
+    return pairs.filter(birth_dates_conflict(pl.col("dob"), pl.col("dob_r"))).select(
         pl.col(NODE).alias("unique_id_l"), pl.col(f"{NODE}_r").alias("unique_id_r")
     )
+
+
+class ComponentTooLarge(RuntimeError):
+    """Links chained so many records that the model or the rules have gone wrong."""
 
 
 def cluster(
@@ -129,6 +140,7 @@ def cluster(
     links: pl.DataFrame,
     cannot_link: pl.DataFrame,
     birth_dates: pl.DataFrame | None = None,
+    max_component_size: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cluster nodes over `links` (unique_id_l, unique_id_r, match_probability, kind).
 
@@ -142,6 +154,19 @@ def cluster(
         how="anti",
     )
     assignment = connected_components(nodes, links)
+    if max_component_size is not None:
+        sizes = assignment.group_by("cluster_key").agg(pl.len().alias("n"))
+        largest = sizes.sort("n", descending=True).head(1)
+        if largest.height and largest.item(0, "n") > max_component_size:
+            # Stop before anything is stored: such a component means a collapsed model or a
+            # generic value gluing people together, and ids assigned from it would spread
+            # wrong merges into the id history for good.
+            raise ComponentTooLarge(
+                f"links chain {largest.item(0, 'n'):,} records into one component (record "
+                f"{largest.item(0, 'cluster_key')}); the limit is {max_component_size:,}. "
+                "Nothing was written. Inspect the model (matching/model metadata) and shared "
+                "values (matching.max_block_size)."
+            )
     if birth_dates is not None:
         cannot_link = pl.concat(
             [
@@ -194,6 +219,7 @@ def attach_singletons(
     scored: pl.DataFrame,
     cannot_link: pl.DataFrame,
     min_probability: float,
+    birth_dates: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Attach a record left alone to the one cluster its plausible pairs all point into.
 
@@ -228,6 +254,19 @@ def attach_singletons(
     ).join(assignment.select(pl.col(NODE).alias("o"), "cluster_key"), on="o")
     candidates = candidates.join(forbidden.select(NODE, "cluster_key"), on=[NODE, "cluster_key"],
                                  how="anti")
+    if birth_dates is not None:
+        # A birth date that conflicts with any member of the target cluster rules it out.
+        dob = birth_dates.select(NODE, pl.col("date_of_birth").alias("dob"))
+        clash = (
+            candidates.select(NODE, "cluster_key").unique()
+            .join(dob, on=NODE)
+            .join(assignment.select(pl.col(NODE).alias("member"), "cluster_key"),
+                  on="cluster_key")
+            .join(dob.rename({NODE: "member", "dob": "dob_m"}), on="member")
+            .filter(birth_dates_conflict(pl.col("dob"), pl.col("dob_m")))
+            .select(NODE, "cluster_key").unique()
+        )
+        candidates = candidates.join(clash, on=[NODE, "cluster_key"], how="anti")
     chosen = (
         candidates.group_by(NODE)
         .agg(
@@ -238,6 +277,26 @@ def attach_singletons(
         .filter(pl.col("clusters") == 1)
         .drop("clusters")
     )
+    # Two records attaching to the same cluster that must stay apart (a steward's
+    # cannot-link, or birth dates in conflict): neither attaches.
+    pairs_into_same = chosen.select(NODE, "cluster_key").join(
+        chosen.select(pl.col(NODE).alias("o"), "cluster_key"), on="cluster_key"
+    ).filter(pl.col(NODE) < pl.col("o"))
+    apart = pairs_into_same.join(
+        cannot_link.select(pl.col("unique_id_l").alias(NODE), pl.col("unique_id_r").alias("o")),
+        on=[NODE, "o"], how="semi",
+    )
+    if birth_dates is not None:
+        dob = birth_dates.select(NODE, pl.col("date_of_birth").alias("dob"))
+        apart = pl.concat([
+            apart,
+            pairs_into_same.join(dob, on=NODE)
+            .join(dob.rename({NODE: "o", "dob": "dob_o"}), on="o")
+            .filter(birth_dates_conflict(pl.col("dob"), pl.col("dob_o")))
+            .select(NODE, "cluster_key", "o"),
+        ])
+    excluded = pl.concat([apart.select(NODE), apart.select(pl.col("o").alias(NODE))]).unique()
+    chosen = chosen.join(excluded, on=NODE, how="anti")
     updated = (
         assignment.join(chosen.select(NODE, pl.col("cluster_key").alias("new_key")), on=NODE,
                         how="left")

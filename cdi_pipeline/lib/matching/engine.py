@@ -299,20 +299,47 @@ def current_model_path(models_dir: Path) -> Path:
     return models_dir / "current.json"
 
 
+class ModelFileError(RuntimeError):
+    """A saved model cannot be used; the message names the file and the way out."""
+
+
+_RETRAIN_HINT = (
+    "materialise matching/model with run config {'retrain': true} to train a new one"
+)
+
+
 def load_current_model(models_dir: Path) -> SavedModel | None:
     """The model recorded as current, or None when none was trained yet."""
     pointer = current_model_path(models_dir)
     if not pointer.is_file():
         return None
-    version = json.loads(pointer.read_text(encoding="utf-8"))["version"]
+    try:
+        version = json.loads(pointer.read_text(encoding="utf-8"))["version"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{pointer} is not a valid model pointer ({exc}); "
+                             + _RETRAIN_HINT) from None
     return load_model(models_dir / f"match_model_{version}.json")
 
 
 def load_model(path: Path) -> SavedModel:
-    """Read a saved model file."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """Read a saved model file and its frozen term-frequency tables."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"model file {path} cannot be read ({exc}); "
+                             + _RETRAIN_HINT) from None
     if data.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: unsupported model format {data.get('format')!r}")
+        raise ModelFileError(f"{path}: unsupported model format {data.get('format')!r}; "
+                             + _RETRAIN_HINT)
+    expected = set(tf_columns(data["splink_settings"]))
+    found = {f.stem for f in tf_dir_for(path).glob("*.parquet")}
+    if found != expected:
+        # Without them Splink would silently recompute frequencies from today's data and
+        # scores (and customer ids) would drift.
+        raise ModelFileError(
+            f"{tf_dir_for(path)} should hold term-frequency tables for {sorted(expected)}, "
+            f"found {sorted(found)}; " + _RETRAIN_HINT
+        )
     return SavedModel(
         version=data["version"],
         spec_fingerprint=data["spec_fingerprint"],

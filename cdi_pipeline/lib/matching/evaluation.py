@@ -19,7 +19,15 @@ def read_truth(path: Path) -> pl.DataFrame:
     missing = [c for c in TRUTH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"truth file {path}: missing columns {missing}; expected {TRUTH_COLUMNS}")
-    return frame.select(TRUTH_COLUMNS).unique(["source", "source_record_id"])
+    frame = frame.select(TRUTH_COLUMNS).unique()
+    conflicting = frame.filter(pl.len().over("source", "source_record_id") > 1)
+    if conflicting.height:
+        first = conflicting.row(0, named=True)
+        raise ValueError(
+            f"truth file {path}: {conflicting.height} rows give one record two persons, "
+            f"e.g. {first['source']}/{first['source_record_id']}"
+        )
+    return frame
 
 
 def _pairs(n: pl.Expr) -> pl.Expr:

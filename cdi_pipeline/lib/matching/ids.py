@@ -115,6 +115,12 @@ def assign_ids(
         & pl.col("new_customer_id").is_in(fresh_ids.implode())
     ).select("old_customer_id", "new_customer_id", pl.lit("split").alias("event"),
              pl.col("n").alias("records"))
+    # Records that went from one surviving customer to another surviving customer.
+    moves = moved.filter(
+        pl.col("old_customer_id").is_in(kept_ids.implode())
+        & ~pl.col("new_customer_id").is_in(fresh_ids.implode())
+    ).select("old_customer_id", "new_customer_id", pl.lit("moved").alias("event"),
+             pl.col("n").alias("records"))
     merges = moved.filter(~pl.col("old_customer_id").is_in(kept_ids.implode())).select(
         "old_customer_id", "new_customer_id", pl.lit("merged").alias("event"),
         pl.col("n").alias("records"),
@@ -142,7 +148,7 @@ def assign_ids(
         )
     )
     events = (
-        pl.concat([created, splits, merges, retired])
+        pl.concat([created, splits, merges, moves, retired])
         .with_columns(
             pl.lit(run_id).alias("run_id"),
             pl.lit(model_version).alias("model_version"),

@@ -40,8 +40,9 @@ def deterministic_pairs(frame: pl.DataFrame) -> pl.DataFrame:
     Returns unique_id_l < unique_id_r with the rule that fired (first rule wins).
     """
     keys = dict(_KEYS)
-    keys.update({c.removeprefix(IDENTIFIER_PREFIX): c for c in frame.columns
-                 if c.startswith(IDENTIFIER_PREFIX)})
+    # Identifier rules keep their id_ prefix: an identifier called "email" must not replace
+    # the built-in email rule.
+    keys.update({c: c for c in frame.columns if c.startswith(IDENTIFIER_PREFIX)})
     base = frame.select(
         UNIQUE_ID, "first_name_canonical", "first_initial", "date_of_birth", "phone_type",
         *sorted(set(keys.values())),
@@ -75,7 +76,7 @@ def deterministic_pairs(frame: pl.DataFrame) -> pl.DataFrame:
             pairs.filter(~contradicts).select(
                 pl.col(UNIQUE_ID).alias("unique_id_l"),
                 pl.col(f"{UNIQUE_ID}_r").alias("unique_id_r"),
-                pl.lit(f"exact_{rule}").alias("rule"),
+                pl.lit(f"exact_{rule.removeprefix(IDENTIFIER_PREFIX)}").alias("rule"),
             )
         )
     if not found:
@@ -116,8 +117,9 @@ def read_overrides(path: Path, known_ids: pl.Series) -> pl.DataFrame:
         record_key(pl.col("source_r"), pl.col("source_record_id_r")).alias("b"),
     )
     problems = frame.with_columns(
-        pl.when(~pl.col("decision").is_in(list(DECISIONS)))
-        .then(pl.format("decision {} is not one of must_link, cannot_link", pl.col("decision")))
+        pl.when(pl.col("decision").is_null() | ~pl.col("decision").is_in(list(DECISIONS)))
+        .then(pl.format("decision {} is not one of must_link, cannot_link",
+                        pl.col("decision").fill_null("(empty)")))
         .when(pl.col("decided_by").is_null() | (pl.col("decided_by") == ""))
         .then(pl.lit("decided_by (who) is empty"))
         .when(pl.col("reason").is_null() | (pl.col("reason") == ""))

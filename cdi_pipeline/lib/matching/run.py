@@ -15,7 +15,11 @@ from typing import Any
 import polars as pl
 
 from cdi_pipeline.lib.matching import engine
-from cdi_pipeline.lib.matching.clustering import attach_singletons, cluster
+from cdi_pipeline.lib.matching.clustering import (
+    attach_singletons,
+    birth_dates_conflict,
+    cluster,
+)
 from cdi_pipeline.lib.matching.ids import IdAssignment, assign_ids
 from cdi_pipeline.lib.matching.rules import deterministic_pairs
 from cdi_pipeline.lib.matching.spec import UNIQUE_ID, ModelSpec
@@ -49,7 +53,8 @@ class MatchOutcome:
 
 
 def _split_key(prefix: str, side: str) -> list[pl.Expr]:
-    parts = pl.col(f"unique_id_{side}").str.split_exact("|", 1)
+    # Source names cannot hold "|" (they are snake_case), record ids can: split at the first.
+    parts = pl.col(f"unique_id_{side}").str.splitn("|", 2)
     return [
         parts.struct.field("field_0").alias(f"source_{side}"),
         parts.struct.field("field_1").alias(f"source_record_id_{side}"),
@@ -127,7 +132,22 @@ def write_prediction_charts(linker: Any, predicted: Any, charts_dir: Path) -> di
 
 # Levels of Splink's DateOfBirthComparison, counted from the else level (0): 0 = more than
 # 10 years apart, 1 = within 10 years, 2 = within a year; 3+ are typo-level or exact.
-_DOB_CONFLICT_MAX_GAMMA = 2
+_DOB_FAR_MAX_GAMMA = 2
+
+
+def birth_date_conflict_pairs(scored: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
+    """Scored pairs whose birth dates differ by more than a typo (a swap is a typo)."""
+    if "gamma_date_of_birth" not in scored.columns:
+        return scored.select("unique_id_l", "unique_id_r").clear()
+    dob = frame.select(UNIQUE_ID, "date_of_birth")
+    return (
+        scored.filter(pl.col("gamma_date_of_birth").is_between(0, _DOB_FAR_MAX_GAMMA))
+        .select("unique_id_l", "unique_id_r")
+        .join(dob, left_on="unique_id_l", right_on=UNIQUE_ID)
+        .join(dob, left_on="unique_id_r", right_on=UNIQUE_ID, suffix="_r")
+        .filter(birth_dates_conflict(pl.col("date_of_birth"), pl.col("date_of_birth_r")))
+        .select("unique_id_l", "unique_id_r")
+    )
 
 
 def build_links(
@@ -136,24 +156,18 @@ def build_links(
     overrides: pl.DataFrame,
     threshold: float,
     *,
-    birth_date_conflict_blocks_link: bool = True,
+    birth_date_conflicts: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """All pairs with how they were decided; the links to cluster on; the cannot-links.
 
     Precedence: a steward decision beats a rule, a rule beats the model. Birth dates further
     apart than a typo are a rule against linking (and against chaining through others).
     """
-    if birth_date_conflict_blocks_link and "gamma_date_of_birth" in scored.columns:
-        conflict = pl.col("gamma_date_of_birth").is_between(0, _DOB_CONFLICT_MAX_GAMMA)
-        rule_pairs = rule_pairs.join(
-            scored.filter(conflict).select("unique_id_l", "unique_id_r"),
-            on=["unique_id_l", "unique_id_r"], how="anti",
-        )
+    if birth_date_conflicts is not None and birth_date_conflicts.height:
         rule_pairs = pl.concat([
-            rule_pairs,
-            scored.filter(conflict).select(
-                "unique_id_l", "unique_id_r", pl.lit("birth_date_conflict").alias("rule")
-            ),
+            rule_pairs.join(birth_date_conflicts, on=["unique_id_l", "unique_id_r"],
+                            how="anti"),
+            birth_date_conflicts.with_columns(pl.lit("birth_date_conflict").alias("rule")),
         ])
     pairs = scored.join(
         rule_pairs.rename({"rule": "rule_fired"}), on=["unique_id_l", "unique_id_r"], how="full",
@@ -200,6 +214,7 @@ def match(
     max_comparisons: float,
     birth_date_conflict_blocks_link: bool = True,
     attach_min_probability: float | None = None,
+    max_component_size: int | None = None,
     run_id: str,
     model_version: str,
     now,
@@ -211,18 +226,22 @@ def match(
         charts_dir=charts_dir,
     )
     rule_pairs = deterministic_pairs(frame)
+    birth_dates = (
+        frame.select(UNIQUE_ID, "date_of_birth") if birth_date_conflict_blocks_link else None
+    )
     pairs, links, cannot = build_links(
         scored, rule_pairs, overrides, threshold,
-        birth_date_conflict_blocks_link=birth_date_conflict_blocks_link,
+        birth_date_conflicts=(
+            birth_date_conflict_pairs(scored, frame) if birth_dates is not None else None
+        ),
     )
     assignment, unresolved = cluster(
-        frame.get_column(UNIQUE_ID), links, cannot,
-        frame.select(UNIQUE_ID, "date_of_birth") if birth_date_conflict_blocks_link else None,
+        frame.get_column(UNIQUE_ID), links, cannot, birth_dates, max_component_size
     )
     attached = None
     if attach_min_probability is not None:
         assignment, attached = attach_singletons(
-            assignment, scored, cannot, attach_min_probability
+            assignment, scored, cannot, attach_min_probability, birth_dates
         )
     previous = previous_xref.select(
         (pl.col("source") + "|" + pl.col("source_record_id")).alias(UNIQUE_ID), "customer_id"
@@ -282,16 +301,26 @@ def match(
         "distance_to_threshold",
     ).rename({f: f"{f}_l" for f in REVIEW_FIELDS if f in frame.columns})
 
-    # Confidence of a record's membership: its strongest link inside its cluster.
+    # Confidence of a record's membership: its strongest link inside its own cluster (links
+    # clustering refused do not count); a record attached to a cluster, its attaching pair.
+    in_cluster_links = links.join(customer, left_on="unique_id_l", right_on=UNIQUE_ID).join(
+        customer, left_on="unique_id_r", right_on=UNIQUE_ID, suffix="_r"
+    ).filter(pl.col("customer_id") == pl.col("customer_id_r"))
     edge_conf = pl.concat(
         [
-            links.select(pl.col("unique_id_l").alias(UNIQUE_ID), "match_probability", "kind"),
-            links.select(pl.col("unique_id_r").alias(UNIQUE_ID), "match_probability", "kind"),
+            in_cluster_links.select(pl.col("unique_id_l").alias(UNIQUE_ID), "match_probability",
+                                    "kind"),
+            in_cluster_links.select(pl.col("unique_id_r").alias(UNIQUE_ID), "match_probability",
+                                    "kind"),
         ]
     )
+    if attached is not None and attached.height:
+        edge_conf = pl.concat([
+            edge_conf,
+            attached.select(UNIQUE_ID, "match_probability", pl.lit("attached").alias("kind")),
+        ])
     edge_conf = (
-        edge_conf.join(customer, on=UNIQUE_ID)
-        .sort("match_probability", descending=True)
+        edge_conf.sort("match_probability", descending=True)
         .group_by(UNIQUE_ID)
         .agg(pl.col("match_probability").first().alias("match_confidence"),
              pl.col("kind").first().alias("linked_by"))
@@ -310,9 +339,6 @@ def match(
                 "match_confidence", "linked_by", "model_version", "run_id", "assigned_at")
         .sort("source", "source_record_id")
     )
-    in_cluster_links = links.join(customer, left_on="unique_id_l", right_on=UNIQUE_ID).join(
-        customer, left_on="unique_id_r", right_on=UNIQUE_ID, suffix="_r"
-    ).filter(pl.col("customer_id") == pl.col("customer_id_r"))
     clusters = (
         xref.group_by("customer_id")
         .agg(

@@ -60,7 +60,7 @@ XREF_COLUMNS = {
     "match_confidence": "Probability of the record's strongest link into its cluster "
     "(null for a customer of one record).",
     "linked_by": "Strongest kind of link that put the record in its cluster: must_link, "
-    "deterministic, model, or singleton.",
+    "deterministic, model, attached (its only plausible cluster), or singleton.",
     "model_version": "Model version that scored the record.",
     "run_id": "Dagster run that assigned the id.",
     "assigned_at": "When the id was assigned (UTC).",
@@ -69,7 +69,8 @@ XREF_COLUMNS = {
 HISTORY_COLUMNS = {
     "old_customer_id": "Id before the event (null when created).",
     "new_customer_id": "Id after the event (null when retired).",
-    "event": "created, merged (old id absorbed), split (records moved to a new id), retired.",
+    "event": "created, merged (old id absorbed), split (records moved to a new id), moved "
+    "(records moved between two surviving ids), retired.",
     "records": "Records that moved with the event.",
     "run_id": "Dagster run in which the event happened.",
     "model_version": "Model version in use for that run.",
