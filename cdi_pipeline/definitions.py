@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,10 @@ from cdi_pipeline.defs.quality.assets import field_profile_asset, invalid_value_
 from cdi_pipeline.defs.raw.assets import build_raw_assets
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.registry import load_registry
+
+# The library's progress messages (training steps, pre-flight pair counts, pairs scored) are
+# INFO; dagster.yaml lists the `cdi_pipeline` logger so they reach the run logs in the UI.
+logging.getLogger("cdi_pipeline").setLevel(logging.INFO)
 
 
 def build_definitions(
