@@ -288,9 +288,9 @@ def model_version(
         json.dumps(splink_settings_dict, sort_keys=True, default=str).encode()
     )
     for col, table in sorted((tf_tables or {}).items()):
+        # CSV of the sorted table: the same content gives the same bytes in any polars version.
         digest.update(col.encode())
-        digest.update(str(table.height).encode())
-        digest.update(str(table.hash_rows().sum()).encode())
+        digest.update(table.sort(table.columns).write_csv().encode())
     return digest.hexdigest()[:12]
 
 
@@ -379,8 +379,11 @@ def save_model(
     tf_tables = tf_tables or {}
     version = model_version(settings_dict, tf_tables)
     target = tf_dir_for(models_dir / f"match_model_{version}.json")
+    # Staging folders left by a killed run are debris: runs are serialised by the pool.
+    for debris in models_dir.glob(".match_model_*.tf.tmp*"):
+        shutil.rmtree(debris, ignore_errors=True)
     staging = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True)
     for col, table in tf_tables.items():
         table.write_parquet(staging / f"{col}.parquet")
     if target.exists():
