@@ -2,6 +2,8 @@
 
 import math
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,12 +13,13 @@ import polars as pl
 from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.ids import HISTORY_SCHEMA, ID_MAP_SCHEMA
 from cdi_pipeline.lib.matching.rules import read_overrides
 from cdi_pipeline.lib.matching.run import match
 from cdi_pipeline.lib.matching.sanity import parameter_table, sanity_problems
-from cdi_pipeline.lib.matching.spec import derive_spec, prepare_input
+from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, derive_spec, prepare_input
 from cdi_pipeline.lib.matching.tables import (
     CLUSTER_COLUMNS,
     HISTORY_COLUMNS,
@@ -28,7 +31,12 @@ from cdi_pipeline.lib.matching.tables import (
     describe_columns,
 )
 from cdi_pipeline.lib.registry import Registry
-from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, replace_tables
+from cdi_pipeline.lib.storage import (
+    TableWrite,
+    frame_to_markdown,
+    quote_literal,
+    replace_tables,
+)
 
 MODEL = dg.AssetKey(["matching", "model"])
 PAIRS = dg.AssetKey(["matching", "pairs"])
@@ -37,6 +45,39 @@ CLUSTERS = dg.AssetKey(["matching", "clusters"])
 XREF = dg.AssetKey(["golden", "customer_xref"])
 ID_HISTORY = dg.AssetKey(["golden", "id_history"])
 ID_MAP = dg.AssetKey(["golden", "customer_id_map"])
+
+
+@dataclass(frozen=True)
+class MatchOutput:
+    """One table the matching pass writes: its asset key, what it is, and its columns."""
+
+    key: dg.AssetKey
+    kinds: tuple[str, ...]
+    description: str
+    columns: Mapping[str, str]
+
+    def table(self, frame: pl.DataFrame) -> TableWrite:
+        """The table write for this output (schema and name from the asset key)."""
+        schema, name = self.key.path
+        return TableWrite(schema, name, frame, self.description,
+                          describe_columns(self.columns, frame.columns))
+
+
+MATCH_OUTPUTS = (
+    MatchOutput(PAIRS, ("splink", "duckdb"), "Scored record pairs with per-comparison match "
+                "weights and how each pair was decided (model, rule or steward).", PAIR_COLUMNS),
+    MatchOutput(REVIEW_QUEUE, ("duckdb",), "Uncertain pairs for a data steward, closest to "
+                "the threshold first, with both records side by side, the evidence and the "
+                "suggested override.", REVIEW_COLUMNS),
+    MatchOutput(CLUSTERS, ("duckdb",), "One row per customer cluster: size, sources and link "
+                "strength.", CLUSTER_COLUMNS),
+    MatchOutput(XREF, ("duckdb",), "The identity map: every source record and the customer_id "
+                "it belongs to. Every later layer joins through it.", XREF_COLUMNS),
+    MatchOutput(ID_HISTORY, ("duckdb",), "Every customer id event across runs: created, "
+                "merged, split, moved, retired.", HISTORY_COLUMNS),
+    MatchOutput(ID_MAP, ("duckdb",), "Every customer id ever issued and the id it resolves "
+                "to now.", ID_MAP_COLUMNS),
+)
 
 
 class ModelRejected(RuntimeError):
@@ -74,8 +115,13 @@ def backend_config(registry: Registry, warehouse: WarehouseResource) -> engine.B
 
 
 def _read_records(warehouse: WarehouseResource) -> pl.DataFrame:
+    """The cleaned columns matching uses; lineage and attributes stay in the warehouse."""
+    wanted = ", ".join(quote_literal(c) for c in RECORD_COLUMNS)
     with warehouse.connect() as con:
-        return con.sql("SELECT * FROM cleaned.customer_records").pl()
+        return con.sql(
+            f"SELECT COLUMNS(lambda c: c IN ({wanted}) OR starts_with(c, "
+            f"{quote_literal(IDENTIFIER_PREFIX)})) FROM cleaned.customer_records"
+        ).pl()
 
 
 def _link(path: Path) -> dg.MetadataValue:
@@ -198,39 +244,11 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                PAIRS, group_name="matching", deps=[CUSTOMER_RECORDS, MODEL],
-                kinds={"splink", "duckdb"}, tags={"layer": "matching"},
-                description="Scored record pairs with per-comparison match weights and how "
-                "each pair was decided (model, rule or steward).",
-            ),
-            dg.AssetSpec(
-                REVIEW_QUEUE, group_name="matching", deps=[CUSTOMER_RECORDS, MODEL],
-                kinds={"duckdb"}, tags={"layer": "matching"},
-                description="Uncertain pairs for a data steward, with both records side by "
-                "side, the evidence and the suggested override.",
-            ),
-            dg.AssetSpec(
-                CLUSTERS, group_name="matching", deps=[CUSTOMER_RECORDS, MODEL],
-                kinds={"duckdb"}, tags={"layer": "matching"},
-                description="One row per customer cluster: size, sources and link strength.",
-            ),
-            dg.AssetSpec(
-                XREF, group_name="golden", deps=[CUSTOMER_RECORDS, MODEL],
-                kinds={"duckdb"}, tags={"layer": "golden"},
-                description="The identity map: every source record and the customer_id it "
-                "belongs to. Every later layer joins through it.",
-            ),
-            dg.AssetSpec(
-                ID_HISTORY, group_name="golden", deps=[CUSTOMER_RECORDS, MODEL],
-                kinds={"duckdb"}, tags={"layer": "golden"},
-                description="Every customer id event across runs: created, merged, split, "
-                "retired.",
-            ),
-            dg.AssetSpec(
-                ID_MAP, group_name="golden", deps=[CUSTOMER_RECORDS, MODEL],
-                kinds={"duckdb"}, tags={"layer": "golden"},
-                description="Every customer id ever issued and the id it resolves to now.",
-            ),
+                out.key, group_name=out.key.path[0], deps=[CUSTOMER_RECORDS, MODEL],
+                kinds=set(out.kinds), tags={"layer": out.key.path[0]},
+                description=out.description,
+            )
+            for out in MATCH_OUTPUTS
         ],
         pool=WAREHOUSE_POOL,
         name="match_customers",
@@ -291,28 +309,14 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         seconds = time.monotonic() - started
         context.log.info(f"matched {frame.height:,} records in {seconds:.1f}s: {outcome.stats}")
         history = pl.concat([previous_history.cast(HISTORY_SCHEMA), outcome.ids.events])
-        writes = [
-            TableWrite("matching", "pairs", outcome.pairs,
-                       "Scored record pairs and how each was decided.",
-                       describe_columns(PAIR_COLUMNS, outcome.pairs.columns)),
-            TableWrite("matching", "review_queue", outcome.review_queue,
-                       "Uncertain pairs for steward review, closest to the threshold first.",
-                       describe_columns(REVIEW_COLUMNS, outcome.review_queue.columns)),
-            TableWrite("matching", "clusters", outcome.clusters,
-                       "One row per customer cluster: size, sources and link strength.",
-                       describe_columns(CLUSTER_COLUMNS)),
-            TableWrite("golden", "customer_xref", outcome.xref,
-                       "Every source record and the customer_id it belongs to.",
-                       describe_columns(XREF_COLUMNS)),
-            TableWrite("golden", "id_history", history,
-                       "Customer id events across runs: created, merged, split, retired.",
-                       describe_columns(HISTORY_COLUMNS)),
-            TableWrite("golden", "customer_id_map", outcome.ids.id_map,
-                       "Every customer id ever issued and the id it resolves to now.",
-                       describe_columns(ID_MAP_COLUMNS)),
-        ]
+        frames = {
+            PAIRS: outcome.pairs, REVIEW_QUEUE: outcome.review_queue,
+            CLUSTERS: outcome.clusters, XREF: outcome.xref, ID_HISTORY: history,
+            ID_MAP: outcome.ids.id_map,
+        }
+        writes = {out.key: out.table(frames[out.key]) for out in MATCH_OUTPUTS}
         with warehouse.connect() as con:
-            replace_tables(con, writes)
+            replace_tables(con, list(writes.values()))
 
         sizes = (
             outcome.clusters.group_by("records").agg(pl.len().alias("clusters"))
@@ -325,7 +329,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         yield dg.MaterializeResult(
             asset_key=PAIRS,
             metadata={
-                **table_metadata(writes[0]),
+                **table_metadata(writes[PAIRS]),
                 "model_version": dg.MetadataValue.text(model.version),
                 "match_statistics": dg.MetadataValue.md(stats_md),
                 "comparisons_preflight": dg.MetadataValue.md(frame_to_markdown(outcome.preflight)),
@@ -337,7 +341,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         yield dg.MaterializeResult(
             asset_key=REVIEW_QUEUE,
             metadata={
-                **table_metadata(writes[1]),
+                **table_metadata(writes[REVIEW_QUEUE]),
                 "review_band": dg.MetadataValue.text(
                     f"{cfg.review_band[0]} <= p < {cfg.review_band[1]}"
                 ),
@@ -351,7 +355,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         yield dg.MaterializeResult(
             asset_key=CLUSTERS,
             metadata={
-                **table_metadata(writes[2]),
+                **table_metadata(writes[CLUSTERS]),
                 "customers": dg.MetadataValue.int(outcome.clusters.height),
                 "largest_cluster": dg.MetadataValue.int(
                     int(outcome.clusters.get_column("records").max() or 0)
@@ -362,7 +366,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         yield dg.MaterializeResult(
             asset_key=XREF,
             metadata={
-                **table_metadata(writes[3]),
+                **table_metadata(writes[XREF]),
                 "customers": dg.MetadataValue.int(outcome.clusters.height),
                 "records_per_link_kind": dg.MetadataValue.md(frame_to_markdown(
                     outcome.xref.group_by("linked_by").agg(pl.len().alias("records"))
@@ -373,11 +377,11 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         yield dg.MaterializeResult(
             asset_key=ID_HISTORY,
             metadata={
-                **table_metadata(writes[4]),
+                **table_metadata(writes[ID_HISTORY]),
                 "events_this_run": dg.MetadataValue.md(frame_to_markdown(events)),
             },
         )
-        yield dg.MaterializeResult(asset_key=ID_MAP, metadata=table_metadata(writes[5]))
+        yield dg.MaterializeResult(asset_key=ID_MAP, metadata=table_metadata(writes[ID_MAP]))
 
     return [match_model, match_customers]
 

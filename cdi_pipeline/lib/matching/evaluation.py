@@ -88,18 +88,16 @@ def pair_errors(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Examples of wrongly merged persons and wrongly split persons, for the check's metadata."""
     joined = assignment.join(truth, on=["source", "source_record_id"], how="inner")
-    merged = (
-        joined.group_by("customer_id")
-        .agg(pl.col("person_id").n_unique().alias("persons"), pl.len().alias("records"))
-        .filter(pl.col("persons") > 1)
-        .sort("persons", "records", descending=True)
-        .head(limit)
+
+    def impure(group: str, other: str, count: str) -> pl.DataFrame:
+        return (
+            joined.group_by(group)
+            .agg(pl.col(other).n_unique().alias(count), pl.len().alias("records"))
+            .filter(pl.col(count) > 1)
+            .sort(count, "records", descending=True)
+            .head(limit)
+        )
+
+    return impure("customer_id", "person_id", "persons"), impure(
+        "person_id", "customer_id", "customers"
     )
-    split = (
-        joined.group_by("person_id")
-        .agg(pl.col("customer_id").n_unique().alias("customers"), pl.len().alias("records"))
-        .filter(pl.col("customers") > 1)
-        .sort("customers", "records", descending=True)
-        .head(limit)
-    )
-    return merged, split

@@ -52,7 +52,7 @@ class MatchOutcome:
     charts: dict[str, Path] = field(default_factory=dict)
 
 
-def _split_key(prefix: str, side: str) -> list[pl.Expr]:
+def _split_key(side: str) -> list[pl.Expr]:
     # Source names cannot hold "|" (they are snake_case), record ids can: split at the first.
     parts = pl.col(f"unique_id_{side}").str.splitn("|", 2)
     return [
@@ -257,18 +257,11 @@ def match(
         .join(customer, left_on="unique_id_r", right_on=UNIQUE_ID, how="left", suffix="_r")
         .with_columns(
             (pl.col("customer_id") == pl.col("customer_id_r")).alias("same_customer"),
-            *_split_key("source", "l"),
-            *_split_key("source", "r"),
+            *_split_key("l"),
+            *_split_key("r"),
         )
         .drop("customer_id", "customer_id_r")
     )
-    lead = ["source_l", "source_record_id_l", "source_r", "source_record_id_r",
-            "match_probability", "match_weight", "decided_by_kind", "rule_fired", "decision",
-            "decided_by", "reason", "is_link", "same_customer"]
-    rest = [c for c in pairs.columns if c not in lead and c not in ("unique_id_l", "unique_id_r")]
-    pairs = pairs.select(*lead, *rest).sort("source_l", "source_record_id_l", "source_r",
-                                            "source_record_id_r")
-
     low, high = review_band
     fields = frame.select(UNIQUE_ID, *[c for c in REVIEW_FIELDS if c in frame.columns])
     review = (
@@ -278,13 +271,10 @@ def match(
             & pl.col("match_probability").is_between(low, high, closed="left")
         )
         .with_columns(
-            (pl.col("source_l") + "|" + pl.col("source_record_id_l")).alias("_l"),
-            (pl.col("source_r") + "|" + pl.col("source_record_id_r")).alias("_r"),
             (pl.col("match_probability") - threshold).abs().alias("distance_to_threshold"),
         )
-        .join(fields, left_on="_l", right_on=UNIQUE_ID, how="left")
-        .join(fields, left_on="_r", right_on=UNIQUE_ID, how="left", suffix="_r")
-        .drop("_l", "_r", "decision", "decided_by", "reason", "rule_fired", "decided_by_kind")
+        .join(fields, left_on="unique_id_l", right_on=UNIQUE_ID, how="left")
+        .join(fields, left_on="unique_id_r", right_on=UNIQUE_ID, how="left", suffix="_r")
         .with_columns(
             pl.when(pl.col("same_customer"))
             .then(pl.lit("linked now: add cannot_link if these are different people"))
@@ -300,6 +290,14 @@ def match(
         *[c for c in review.columns if c.startswith("mw_")],
         "distance_to_threshold",
     ).rename({f: f"{f}_l" for f in REVIEW_FIELDS if f in frame.columns})
+
+    # The stored pairs name records by source and record id, the way a steward writes them.
+    lead = ["source_l", "source_record_id_l", "source_r", "source_record_id_r",
+            "match_probability", "match_weight", "decided_by_kind", "rule_fired", "decision",
+            "decided_by", "reason", "is_link", "same_customer"]
+    rest = [c for c in pairs.columns if c not in lead and c not in ("unique_id_l", "unique_id_r")]
+    pairs = pairs.select(*lead, *rest).sort("source_l", "source_record_id_l", "source_r",
+                                            "source_record_id_r")
 
     # Confidence of a record's membership: its strongest link inside its own cluster (links
     # clustering refused do not count); a record attached to a cluster, its attaching pair.

@@ -72,6 +72,14 @@ def record_key(source: pl.Expr, record_id: pl.Expr) -> pl.Expr:
     return pl.concat_str([source, pl.lit("|"), record_id])
 
 
+# Columns of cleaned.customer_records the matching input is built from (plus id_* columns).
+RECORD_COLUMNS = (
+    "source", "source_record_id", "first_name_key", "first_name_canonical", "initials",
+    "last_name_key", "date_of_birth", "gender", "email", "phone", "phone_type", "postcode",
+    "house_number", "street_key", "city_key",
+)
+
+
 def prepare_input(records: pl.DataFrame, max_block_size: int) -> pl.DataFrame:
     """The Splink input: one row per cleaned record, with comparison and blocking columns.
 
