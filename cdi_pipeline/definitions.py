@@ -10,11 +10,15 @@ import dagster as dg
 from cdi_pipeline import settings
 from cdi_pipeline.defs.cleaned.assets import build_cleaned_assets
 from cdi_pipeline.defs.cleaned.checks import build_cleaned_checks
+from cdi_pipeline.defs.golden.assets import build_golden_assets
+from cdi_pipeline.defs.golden.checks import build_golden_checks
 from cdi_pipeline.defs.jobs import build_jobs
 from cdi_pipeline.defs.matching.assets import build_matching_assets
 from cdi_pipeline.defs.matching.checks import build_matching_checks
 from cdi_pipeline.defs.quality.assets import field_profile_asset, invalid_value_share_check
 from cdi_pipeline.defs.raw.assets import build_raw_assets
+from cdi_pipeline.defs.segments.assets import build_segment_assets
+from cdi_pipeline.defs.segments.checks import build_segment_checks
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.registry import load_registry
 
@@ -35,11 +39,15 @@ def build_definitions(
             build_cleaned_assets(registry),
             field_profile_asset,
             *build_matching_assets(registry),
+            *build_golden_assets(registry),
+            *build_segment_assets(registry),
         ],
         asset_checks=[
             *build_cleaned_checks(registry),
             invalid_value_share_check,
             *build_matching_checks(registry),
+            *build_golden_checks(),
+            *build_segment_checks(registry),
         ],
         jobs=build_jobs(),
         resources={"warehouse": warehouse},

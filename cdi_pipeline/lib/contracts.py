@@ -112,15 +112,43 @@ CUSTOMER_RECORD_COLUMNS: dict[str, ColumnSpec] = {
     "cleaned_run_id": ColumnSpec(pl.String, "Dagster run that cleaned the record.", nullable=False),
 }
 
+ACTIVITY_COLUMNS: dict[str, ColumnSpec] = {
+    "source": ColumnSpec(pl.String, "Source system the event comes from.", False),
+    "event_id": ColumnSpec(pl.String, "Record id of the event in its source.", False),
+    "kind": ColumnSpec(
+        pl.String, "What the event is: order, ticket or signup.", False,
+        (pa.Check.isin(["order", "ticket", "signup"]),),
+    ),
+    "customer_source": ColumnSpec(
+        pl.String, "Identity source of the record the event belongs to.", False
+    ),
+    "customer_record_id": ColumnSpec(
+        pl.String, "Record id, in customer_source, of the record the event belongs to.", False
+    ),
+    "occurred_at": ColumnSpec(pl.Datetime("us"), "When the event happened (naive UTC).", False),
+    "amount": ColumnSpec(pl.Float64, "Monetary amount of an order (null for other events)."),
+    "channel": ColumnSpec(
+        pl.String, "Sales or contact channel, lower case (web, app, phone, email, chat, ...)."
+    ),
+    "consent": ColumnSpec(
+        pl.Boolean, "Marketing opt-in given with a sign-up (null when the event carries none)."
+    ),
+    "source_file": ColumnSpec(pl.String, "File the event was loaded from.", False),
+    "source_row_number": ColumnSpec(pl.Int64, "Row of the event in that file.", False),
+    "load_run_id": ColumnSpec(pl.String, "Dagster run that loaded the file.", False),
+    "cleaned_run_id": ColumnSpec(pl.String, "Dagster run that cleaned the event.", False),
+}
+
 QUARANTINE_COLUMNS: dict[str, ColumnSpec] = {
     "source": ColumnSpec(pl.String, "Source system of the rejected value or record.", False),
     "source_record_id": ColumnSpec(pl.String, "Record id in the source (null if it had none)."),
     "source_row_number": ColumnSpec(pl.Int64, "Row of the record in the source file.", False),
     "scope": ColumnSpec(
         pl.String,
-        "value: one value was nulled, the record went on; record: the whole record was held back.",
+        "value: one value was nulled, the record went on; record: the whole identity record "
+        "was held back; event: a behavioural event (order, ticket, sign-up) was held back.",
         False,
-        (pa.Check.isin(["value", "record"]),),
+        (pa.Check.isin(["value", "record", "event"]),),
     ),
     "field": ColumnSpec(pl.String, "Canonical field the rule is about (null for record rules)."),
     "rule": ColumnSpec(pl.String, "Code of the rule that rejected it, e.g. email_invalid.", False),
@@ -167,6 +195,13 @@ def customer_records_schema(identifiers: list[str] = ()) -> pa.DataFrameSchema:
         strict=True,
         name="cleaned.customer_records",
         description="Every usable identity record of every source in the canonical shape.",
+    )
+
+
+def activities_schema() -> pa.DataFrameSchema:
+    """Contract of cleaned.activities: one row per (source, event_id)."""
+    return _schema(
+        ACTIVITY_COLUMNS, unique=["source", "event_id"], strict=True, name="cleaned.activities"
     )
 
 

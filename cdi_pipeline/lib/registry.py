@@ -8,6 +8,7 @@ and the key, so that whoever edits the YAML can fix it without reading code.
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -261,6 +262,206 @@ class MatchingConfig(_Strict):
         return self
 
 
+# Survivorship: which golden fields exist and the rules that may pick their value.
+GOLDEN_FIELDS = (
+    "first_name", "last_name", "date_of_birth", "gender", "email", "phone", "address",
+)
+SURVIVORSHIP_RULES = ("trust", "most_recent", "most_complete", "most_frequent")
+SurvivorshipRule = Literal["trust", "most_recent", "most_complete", "most_frequent"]
+GoldenField = Literal[
+    "first_name", "last_name", "date_of_birth", "gender", "email", "phone", "address"
+]
+
+# Defaults chosen per field: names and dates are typed by hand in many systems, so the value
+# most records agree on wins; contact details change, so the freshest wins; the address comes
+# from the most trusted system that has a complete one.
+DEFAULT_SURVIVORSHIP: dict[str, tuple[str, ...]] = {
+    "first_name": ("most_frequent", "most_complete", "trust"),
+    "last_name": ("most_frequent", "most_complete", "trust"),
+    "date_of_birth": ("most_frequent", "trust"),
+    "gender": ("most_frequent", "trust"),
+    "email": ("most_recent", "trust", "most_frequent"),
+    "phone": ("most_recent", "trust", "most_frequent"),
+    "address": ("trust", "most_complete", "most_recent"),
+}
+
+
+class GoldenConfig(_Strict):
+    """How golden records are built (the `golden:` section of the registry)."""
+
+    survivorship: dict[GoldenField, list[SurvivorshipRule]] = Field(
+        default_factory=dict,
+        description="Per golden field, the rules tried in order until one tells the "
+        "candidates apart; fields not listed use the defaults. The source name and record id "
+        "break any remaining tie.",
+    )
+
+    @field_validator("survivorship")
+    @classmethod
+    def _rules_listed_once(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, rules in value.items():
+            if not rules:
+                raise ValueError(f"survivorship.{name}: give at least one rule")
+            if len(set(rules)) != len(rules):
+                raise ValueError(f"survivorship.{name}: a rule is listed twice: {rules}")
+        return value
+
+    def rules_for(self, field: str) -> tuple[str, ...]:
+        """The rules, in order, that choose the value of a golden field."""
+        return tuple(self.survivorship.get(field) or DEFAULT_SURVIVORSHIP[field])
+
+
+class ScoreRange(_Strict):
+    """An inclusive range of RFM scores."""
+
+    min: int = Field(1, ge=1, description="Lowest score in the range.")
+    max: int = Field(5, ge=1, description="Highest score in the range.")
+
+
+class RfmSegment(_Strict):
+    """A named RFM segment: a customer with orders belongs to the first whose ranges hold."""
+
+    name: str = Field(description="Segment name, e.g. champions (also the export file name).")
+    description: str = Field(description="What the segment means, for the summary.")
+    recency: ScoreRange = Field(default_factory=ScoreRange, description="R score range.")
+    frequency: ScoreRange = Field(default_factory=ScoreRange, description="F score range.")
+    monetary: ScoreRange = Field(default_factory=ScoreRange, description="M score range.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value):
+            raise ValueError(f"segment name {value!r} must be lower-case snake_case")
+        return value
+
+
+def _rfm(name, description, r=(1, 5), f=(1, 5), m=(1, 5)) -> RfmSegment:
+    return RfmSegment(
+        name=name,
+        description=description,
+        recency=ScoreRange(min=r[0], max=r[1]),
+        frequency=ScoreRange(min=f[0], max=f[1]),
+        monetary=ScoreRange(min=m[0], max=m[1]),
+    )
+
+
+# The usual named RFM grid on 1-5 scores, first match wins; the last entry catches the rest.
+DEFAULT_RFM_SEGMENTS = (
+    _rfm("champions", "Bought recently, buy often and spend the most.", (4, 5), (4, 5), (4, 5)),
+    _rfm("loyal", "Buy often; responsive to promotions.", (3, 5), (3, 5)),
+    _rfm("new", "Bought recently for the first time or twice.", (4, 5), (1, 2)),
+    _rfm("promising", "Recent buyers with a small spend so far.", (3, 5), (1, 2)),
+    _rfm("at_risk", "Bought often or spent much, but long ago.", (1, 2), (3, 5)),
+    _rfm("cannot_lose", "Big spenders who have not come back.", (1, 2), (1, 5), (4, 5)),
+    _rfm("hibernating", "Last order long ago, few orders, low spend.", (1, 2), (1, 2)),
+    _rfm("needs_attention", "Average recency, frequency and spend."),
+)
+
+
+class LifecycleConfig(_Strict):
+    """Lifecycle stage thresholds, in days before the reference date."""
+
+    new_days: int = Field(90, ge=1, description="First order at most this long ago: new.")
+    active_days: int = Field(365, ge=1, description="Last order at most this long ago: active.")
+    lapsing_days: int = Field(
+        730, ge=1, description="Last order at most this long ago: lapsing; older: lapsed."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleConfig:
+        if not self.new_days <= self.active_days < self.lapsing_days:
+            raise ValueError("lifecycle needs new_days <= active_days < lapsing_days")
+        return self
+
+
+class ValueTier(_Strict):
+    """A value tier: the customers with orders whose revenue ranks in the top share."""
+
+    name: str = Field(description="Tier name, e.g. gold.")
+    top_share: float = Field(gt=0, le=1, description="Cumulative share of buyers, by revenue.")
+
+
+DEFAULT_VALUE_TIERS = (
+    ValueTier(name="platinum", top_share=0.05),
+    ValueTier(name="gold", top_share=0.2),
+    ValueTier(name="silver", top_share=0.5),
+    ValueTier(name="bronze", top_share=1.0),
+)
+
+# Columns of the customer 360 an activation export may carry.
+EXPORT_COLUMNS = (
+    "customer_id", "first_name", "last_name_display", "email", "phone", "phone_display",
+    "contact_channels", "postcode", "city", "country", "gender", "rfm_segment",
+    "lifecycle_stage", "value_tier", "order_count", "revenue", "last_order_at",
+    "consent_date",
+)
+
+
+class ExportConfig(_Strict):
+    """Activation exports: one file set per segment for CRM and marketing tools."""
+
+    by: Literal["rfm_segment", "lifecycle_stage", "value_tier"] = Field(
+        "rfm_segment", description="Segment column that splits customers into files."
+    )
+    columns: list[str] = Field(
+        default_factory=lambda: [
+            "customer_id", "first_name", "last_name_display", "email", "phone",
+            "contact_channels", "rfm_segment", "lifecycle_stage", "value_tier",
+        ],
+        description="Columns a campaign needs (nothing else leaves the warehouse).",
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: list[str]) -> list[str]:
+        unknown = [c for c in value if c not in EXPORT_COLUMNS]
+        if unknown or "customer_id" not in value:
+            raise ValueError(
+                f"export columns must include customer_id and come from {EXPORT_COLUMNS}; "
+                f"unknown: {unknown}"
+            )
+        return list(dict.fromkeys(value))
+
+
+class SegmentsConfig(_Strict):
+    """Segment definitions (the `segments:` section of the registry)."""
+
+    reference_date: date | None = Field(
+        None, description="'Today' for recency and lifecycle; empty means the run's date."
+    )
+    rfm_bins: int = Field(5, ge=2, le=10, description="Score bins for R, F and M (quantiles).")
+    rfm_segments: list[RfmSegment] = Field(
+        default_factory=lambda: list(DEFAULT_RFM_SEGMENTS),
+        min_length=1,
+        description="Named RFM segments, first match wins.",
+    )
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    value_tiers: list[ValueTier] = Field(
+        default_factory=lambda: list(DEFAULT_VALUE_TIERS),
+        min_length=1,
+        description="Value tiers by revenue rank, best first; the last must reach 1.0.",
+    )
+    exports: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SegmentsConfig:
+        for seg in self.rfm_segments:
+            for part in (seg.recency, seg.frequency, seg.monetary):
+                if not 1 <= part.min <= part.max <= self.rfm_bins:
+                    raise ValueError(
+                        f"rfm segment {seg.name!r}: score ranges must lie within 1..{self.rfm_bins}"
+                    )
+        names = [s.name for s in self.rfm_segments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rfm segment names must be unique: {names}")
+        shares = [t.top_share for t in self.value_tiers]
+        if shares != sorted(shares) or len(set(shares)) != len(shares) or shares[-1] != 1.0:
+            raise ValueError(
+                f"value_tiers top_share must rise strictly and end at 1.0, got {shares}"
+            )
+        return self
+
+
 class Registry(_Strict):
     """The whole registry file: sources and an optional truth file for evaluation."""
 
@@ -271,6 +472,12 @@ class Registry(_Strict):
     )
     matching: MatchingConfig = Field(
         default_factory=MatchingConfig, description="How records are matched into customers."
+    )
+    golden: GoldenConfig = Field(
+        default_factory=GoldenConfig, description="How golden records are built."
+    )
+    segments: SegmentsConfig = Field(
+        default_factory=SegmentsConfig, description="Segment definitions and exports."
     )
     overrides: Path | None = Field(
         None,

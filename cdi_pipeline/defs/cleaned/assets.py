@@ -8,10 +8,13 @@ import polars as pl
 
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
+from cdi_pipeline.lib.activities import clean_activity, empty_events, event_conservation
 from cdi_pipeline.lib.cleaning import clean_source, combine, conservation
 from cdi_pipeline.lib.contracts import (
+    ACTIVITY_COLUMNS,
     CUSTOMER_RECORD_COLUMNS,
     QUARANTINE_COLUMNS,
+    activities_schema,
     customer_records_schema,
     describe,
     failure_summary,
@@ -22,6 +25,7 @@ from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, 
 
 CUSTOMER_RECORDS = dg.AssetKey(["cleaned", "customer_records"])
 QUARANTINE = dg.AssetKey(["quality", "quarantine"])
+ACTIVITIES = dg.AssetKey(["cleaned", "activities"])
 
 
 class CleaningConfig(dg.Config):
@@ -47,9 +51,10 @@ def _validate(schema: pa.DataFrameSchema, frame: pl.DataFrame, table: str) -> No
 
 
 def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
-    """The cleaned-layer multi-asset for a registry's identity sources."""
+    """The cleaned-layer multi-asset: identity records, behavioural events and quarantine."""
     identity = registry.identity_sources
-    raw_keys = [dg.AssetKey(["raw", s.name]) for s in identity]
+    behaviour = [s for s in registry.sources if s.activity is not None]
+    raw_keys = [dg.AssetKey(["raw", s.name]) for s in registry.sources]
 
     @dg.multi_asset(
         specs=[
@@ -65,12 +70,22 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                 tags={"layer": "cleaned"},
             ),
             dg.AssetSpec(
+                ACTIVITIES,
+                group_name="cleaned",
+                deps=raw_keys,
+                kinds={"duckdb", "polars", "pandera"},
+                description="Every usable behavioural event (order, ticket, sign-up) with the "
+                "identity record it belongs to, its date, amount, channel and consent. Empty "
+                "when the source set has no behavioural sources.",
+                tags={"layer": "cleaned"},
+            ),
+            dg.AssetSpec(
                 QUARANTINE,
                 group_name="quality",
                 deps=raw_keys,
                 kinds={"duckdb", "polars"},
-                description="Values nulled and records held back by the cleaning rules, with "
-                "the rule, a message and the value as delivered.",
+                description="Values nulled and records or events held back by the cleaning "
+                "rules, with the rule, a message and the value as delivered.",
                 tags={"layer": "quality"},
             ),
         ],
@@ -93,17 +108,39 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                     f"{result.quarantine.height - result.rejected_records} values nulled"
                 )
                 results.append(result)
+            event_results = []
+            for source in behaviour:
+                raw = read_table(con, "raw", source.name)
+                result = clean_activity(raw, source, run_id=run_id)
+                context.log.info(
+                    f"{source.name}: {raw.height} raw rows -> {result.events.height} "
+                    f"{source.activity.kind} events, {result.rejected_events} held back"
+                )
+                event_results.append(result)
             records, quarantine = combine(results)
+            events = pl.concat([empty_events(), *(r.events for r in event_results)]).sort(
+                "source", "event_id"
+            )
+            quarantine = pl.concat(
+                [quarantine, *(r.quarantine for r in event_results)], how="vertical_relaxed"
+            ).sort("source", "scope", "source_row_number", "field", nulls_last=False)
             identifiers = sorted({n for s in identity for n in s.identifiers})
             _validate(customer_records_schema(identifiers), records, "cleaned.customer_records")
+            _validate(activities_schema(), events, "cleaned.activities")
             _validate(quarantine_schema(), quarantine, "quality.quarantine")
             raw_counts = {s.name: r.raw_rows for s, r in zip(identity, results, strict=True)}
             balance = conservation(raw_counts, records, quarantine)
-            if not balance.get_column("holds").all():
-                raise RuntimeError(
-                    "rows were lost in cleaning, nothing was written:\n"
-                    + frame_to_markdown(balance.filter(~pl.col("holds")))
-                )
+            event_balance = event_conservation(
+                {s.name: r.raw_rows for s, r in zip(behaviour, event_results, strict=True)},
+                events,
+                quarantine,
+            )
+            for table in (balance, event_balance):
+                if not table.get_column("holds").all():
+                    raise RuntimeError(
+                        "rows were lost in cleaning, nothing was written:\n"
+                        + frame_to_markdown(table.filter(~pl.col("holds")))
+                    )
             writes = [
                 TableWrite(
                     "cleaned",
@@ -111,6 +148,13 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                     records,
                     "Every usable identity record of every source in the canonical shape.",
                     describe(CUSTOMER_RECORD_COLUMNS, identifiers),
+                ),
+                TableWrite(
+                    "cleaned",
+                    "activities",
+                    events,
+                    "Every usable behavioural event with the identity record it belongs to.",
+                    describe(ACTIVITY_COLUMNS),
                 ),
                 TableWrite(
                     "quality",
@@ -140,10 +184,28 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                 ),
             },
         )
+        per_kind = events.group_by("source", "kind").agg(
+            pl.len().alias("events"),
+            pl.col("occurred_at").min().alias("first"),
+            pl.col("occurred_at").max().alias("last"),
+            pl.col("amount").sum().round(2).alias("amount_total"),
+        ).sort("source")
+        yield dg.MaterializeResult(
+            asset_key=ACTIVITIES,
+            metadata={
+                **table_metadata(writes[1]),
+                "events_per_source": dg.MetadataValue.md(
+                    frame_to_markdown(event_balance.join(per_kind, on="source", how="left"))
+                ),
+                "events_held_back": dg.MetadataValue.int(
+                    int(event_balance.get_column("held_back").sum())
+                ),
+            },
+        )
         yield dg.MaterializeResult(
             asset_key=QUARANTINE,
             metadata={
-                **table_metadata(writes[1]),
+                **table_metadata(writes[2]),
                 "rows_per_rule": dg.MetadataValue.md(frame_to_markdown(per_rule, max_rows=60)),
             },
         )

@@ -353,3 +353,46 @@ def standardise_phone(df: pl.DataFrame, default_region: str = "NL") -> pl.DataFr
         issue.alias("phone_issue"),
     )
     return out.drop([c for c in out.columns if c.startswith(_TMP)])
+
+
+# Dutch geographic area codes of two digits (after the 0); all others have three.
+_NL_TWO_DIGIT_AREAS = (
+    "10", "13", "15", "20", "23", "24", "26", "30", "33", "35", "36", "38", "40", "43", "45",
+    "46", "50", "53", "55", "58", "70", "71", "72", "73", "74", "75", "76", "77", "78", "79",
+)
+_ONE_DIGIT_CODES = tuple(str(c) for c in COUNTRY_CODE_TO_REGION_CODE if c < 10)
+_TWO_DIGIT_CODES = tuple(str(c) for c in COUNTRY_CODE_TO_REGION_CODE if 10 <= c < 100)
+
+
+def phone_display(e164: pl.Expr) -> pl.Expr:
+    """An E.164 number grouped for people: '+31 6 1234 5678', '+31 20 123 4567', '+44 7911...'.
+
+    Dutch numbers get their national grouping (mobile, two- and three-digit area codes);
+    other countries get the country code split off, the rest as one block.
+    """
+    nl = e164.str.strip_prefix("+31")
+    mobile = nl.str.starts_with("6") & (nl.str.len_chars() == 9)
+    two = nl.str.slice(0, 2).is_in(_NL_TWO_DIGIT_AREAS) & (nl.str.len_chars() == 9)
+    digits = e164.str.strip_prefix("+")
+    code_length = (
+        pl.when(digits.str.slice(0, 1).is_in(_ONE_DIGIT_CODES))
+        .then(1)
+        .when(digits.str.slice(0, 2).is_in(_TWO_DIGIT_CODES))
+        .then(2)
+        .otherwise(3)
+    )
+    generic = pl.concat_str(
+        pl.lit("+"), digits.str.slice(0, code_length), pl.lit(" "), digits.str.slice(code_length)
+    )
+    dutch = e164.str.starts_with("+31") & (nl.str.len_chars() == 9)
+    return (
+        pl.when(e164.is_null())
+        .then(None)
+        .when(dutch & mobile)
+        .then(pl.format("+31 6 {} {}", nl.str.slice(1, 4), nl.str.slice(5, 4)))
+        .when(dutch & two)
+        .then(pl.format("+31 {} {} {}", nl.str.slice(0, 2), nl.str.slice(2, 3), nl.str.slice(5)))
+        .when(dutch)
+        .then(pl.format("+31 {} {} {}", nl.str.slice(0, 3), nl.str.slice(3, 3), nl.str.slice(6)))
+        .otherwise(generic)
+    )

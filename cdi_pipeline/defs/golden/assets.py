@@ -1,0 +1,233 @@
+"""Golden layer: golden records with field lineage, behavioural features, the customer 360."""
+
+import time
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from cdi_pipeline.defs.cleaned.assets import ACTIVITIES, CUSTOMER_RECORDS
+from cdi_pipeline.defs.matching.assets import XREF
+from cdi_pipeline.defs.shared.metadata import table_metadata
+from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
+from cdi_pipeline.lib.golden.customer_360 import build_customer_360, customer_360_descriptions
+from cdi_pipeline.lib.golden.features import FEATURE_COLUMNS, build_features
+from cdi_pipeline.lib.golden.survivorship import (
+    CUSTOMER_COLUMNS,
+    LINEAGE_COLUMNS,
+    RECORD_COLUMNS,
+    build_golden,
+)
+from cdi_pipeline.lib.registry import Registry
+from cdi_pipeline.lib.storage import (
+    TableWrite,
+    frame_to_markdown,
+    quote_identifier,
+    read_table,
+    replace_tables,
+)
+
+CUSTOMERS = dg.AssetKey(["golden", "customers"])
+FIELD_LINEAGE = dg.AssetKey(["golden", "field_lineage"])
+CUSTOMER_FEATURES = dg.AssetKey(["golden", "customer_features"])
+CUSTOMER_360 = dg.AssetKey(["golden", "customer_360"])
+CUSTOMER_SEGMENTS = dg.AssetKey(["segments", "customer_segments"])
+
+
+class FeaturesConfig(dg.Config):
+    """Run settings of the behavioural features."""
+
+    reference_date: str | None = None
+    """ISO date recency is measured against; empty: the registry's segments.reference_date,
+    else the run's date."""
+
+
+def reference_date(config: FeaturesConfig, registry: Registry) -> date:
+    """The 'today' of a features run: run config, then registry, then the calendar."""
+    if config.reference_date:
+        return date.fromisoformat(config.reference_date)
+    return registry.segments.reference_date or date.today()
+
+
+def _fill_share(frame: pl.DataFrame) -> pl.DataFrame:
+    """Share of customers with a value, per column (what survivorship could fill)."""
+    total = max(frame.height, 1)
+    return frame.select(
+        pl.col(c).is_not_null().sum().truediv(total).round(4).alias(c) for c in frame.columns
+    ).unpivot(variable_name="column", value_name="filled_share")
+
+
+def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
+    """Golden customers with lineage, features and the customer 360 for one registry."""
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                CUSTOMERS,
+                group_name="golden",
+                deps=[XREF, CUSTOMER_RECORDS, ACTIVITIES],
+                kinds={"duckdb", "polars"},
+                tags={"layer": "golden"},
+                description="One golden record per customer_id: each field chosen by the "
+                "registry's survivorship rules, display values beside standardised ones, and "
+                "how many records and sources contributed.",
+            ),
+            dg.AssetSpec(
+                FIELD_LINEAGE,
+                group_name="golden",
+                deps=[XREF, CUSTOMER_RECORDS, ACTIVITIES],
+                kinds={"duckdb", "polars"},
+                tags={"layer": "golden"},
+                description="Where every golden value came from: source record, the rule that "
+                "chose it, the runner-up and the supplying record's match confidence.",
+            ),
+        ],
+        pool=WAREHOUSE_POOL,
+        name="golden_customers",
+    )
+    def golden_customers(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        started = time.monotonic()
+        wanted = ", ".join(quote_identifier(c) for c in RECORD_COLUMNS)
+        with warehouse.connect() as con:
+            records = con.sql(f"SELECT {wanted} FROM cleaned.customer_records").pl()
+            xref = read_table(con, "golden", "customer_xref")
+            events = con.sql(
+                "SELECT source, event_id, customer_source, customer_record_id, occurred_at "
+                "FROM cleaned.activities WHERE customer_source = source"
+            ).pl()
+        context.log.info(f"survivorship over {records.height:,} records, "
+                         f"{xref.get_column('customer_id').n_unique():,} customers")
+        result = build_golden(records, xref, events, registry.golden)
+        writes = [
+            TableWrite("golden", "customers", result.customers,
+                       "One golden record per customer (survivorship per field).",
+                       CUSTOMER_COLUMNS),
+            TableWrite("golden", "field_lineage", result.lineage,
+                       "Where every golden value came from and which rule chose it.",
+                       LINEAGE_COLUMNS),
+        ]
+        with warehouse.connect() as con:
+            replace_tables(con, writes)
+        seconds = round(time.monotonic() - started, 2)
+        sizes = result.customers.group_by("records").agg(pl.len().alias("customers")).sort(
+            "records"
+        )
+        rules = {
+            name: "\n".join(f"{i + 1}. {r}" for i, r in enumerate(registry.golden.rules_for(name)))
+            for name in ("first_name", "last_name", "email", "phone", "address")
+        }
+        yield dg.MaterializeResult(
+            asset_key=CUSTOMERS,
+            metadata={
+                **table_metadata(writes[0]),
+                "seconds": dg.MetadataValue.float(seconds),
+                "multi_source_customers": dg.MetadataValue.int(
+                    result.customers.filter(pl.col("sources") > 1).height
+                ),
+                "records_per_customer": dg.MetadataValue.md(frame_to_markdown(sizes, 30)),
+                "filled_share": dg.MetadataValue.md(
+                    frame_to_markdown(_fill_share(result.customers), 40)
+                ),
+                "survivorship_rules": dg.MetadataValue.json(rules),
+                "preview": dg.MetadataValue.md(frame_to_markdown(result.customers, 10)),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=FIELD_LINEAGE,
+            metadata={
+                **table_metadata(writes[1]),
+                "deciding_rule_per_field": dg.MetadataValue.md(
+                    frame_to_markdown(result.rule_counts)
+                ),
+                "contested_values": dg.MetadataValue.int(
+                    result.lineage.filter(pl.col("runner_up_source").is_not_null()).height
+                ),
+                "example_query": dg.MetadataValue.md(
+                    "Why does a customer have this address?\n```sql\n"
+                    "SELECT field, value, source, source_record_id, rule, runner_up_value\n"
+                    "FROM golden.field_lineage\n"
+                    "WHERE customer_id = 'CUS000000001' AND field_group = 'address';\n```"
+                ),
+            },
+        )
+
+    @dg.asset(
+        key=CUSTOMER_FEATURES,
+        group_name="golden",
+        deps=[CUSTOMERS, ACTIVITIES, XREF],
+        kinds={"duckdb", "polars"},
+        pool=WAREHOUSE_POOL,
+        tags={"layer": "golden"},
+    )
+    def customer_features(
+        context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """Behavioural features per customer: orders, revenue, recency, tickets, last contact
+        channel and marketing consent. Zero counts for customers without events."""
+        as_of = reference_date(config, registry)
+        with warehouse.connect() as con:
+            customers = con.sql("SELECT customer_id FROM golden.customers").pl()
+            events = read_table(con, "cleaned", "activities")
+            xref = con.sql(
+                "SELECT source, source_record_id, customer_id FROM golden.customer_xref"
+            ).pl()
+        result = build_features(customers, events, xref, as_of)
+        context.log.info(
+            f"{result.events_linked:,} of {events.height:,} events linked to customers "
+            f"(reference date {as_of})"
+        )
+        write = TableWrite("golden", "customer_features", result.features,
+                           "Behavioural features per customer from orders, tickets and "
+                           "sign-ups.", FEATURE_COLUMNS)
+        with warehouse.connect() as con:
+            replace_tables(con, [write])
+        f = result.features
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(write),
+                "reference_date": dg.MetadataValue.text(as_of.isoformat()),
+                "events_linked": dg.MetadataValue.int(result.events_linked),
+                "events_without_customer": dg.MetadataValue.md(
+                    frame_to_markdown(result.events_unlinked)
+                    if not result.events_unlinked.is_empty()
+                    else "none"
+                ),
+                "customers_with_orders": dg.MetadataValue.int(
+                    f.filter(pl.col("order_count") > 0).height
+                ),
+                "total_revenue": dg.MetadataValue.float(float(f.get_column("revenue").sum())),
+                "customers_with_consent": dg.MetadataValue.int(
+                    f.filter(pl.col("marketing_consent").fill_null(False)).height
+                ),
+            },
+        )
+
+    @dg.asset(
+        key=CUSTOMER_360,
+        group_name="golden",
+        deps=[CUSTOMERS, CUSTOMER_FEATURES, CUSTOMER_SEGMENTS],
+        kinds={"duckdb", "polars"},
+        pool=WAREHOUSE_POOL,
+        tags={"layer": "golden"},
+    )
+    def customer_360(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        """The table analysts start from: golden record, behavioural features and segments,
+        one row per customer."""
+        with warehouse.connect() as con:
+            table = build_customer_360(
+                read_table(con, "golden", "customers"),
+                read_table(con, "golden", "customer_features"),
+                read_table(con, "segments", "customer_segments"),
+            )
+            write = TableWrite("golden", "customer_360", table,
+                               "Golden record, features and segments: one row per customer.",
+                               customer_360_descriptions())
+            replace_tables(con, [write])
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(write),
+                "preview": dg.MetadataValue.md(frame_to_markdown(table, 10)),
+            }
+        )
+
+    return [golden_customers, customer_features, customer_360]

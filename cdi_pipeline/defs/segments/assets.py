@@ -1,0 +1,166 @@
+"""Segments layer: customer segments, their summary and chart, and activation exports."""
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from cdi_pipeline.defs.golden.assets import (
+    CUSTOMER_360,
+    CUSTOMER_FEATURES,
+    CUSTOMER_SEGMENTS,
+    CUSTOMERS,
+)
+from cdi_pipeline.defs.shared.metadata import table_metadata
+from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
+from cdi_pipeline.lib.registry import Registry
+from cdi_pipeline.lib.segments.charts import markdown_bars, write_summary_chart
+from cdi_pipeline.lib.segments.exports import CURRENT_LINK, publish_exports
+from cdi_pipeline.lib.segments.segments import (
+    SEGMENT_COLUMNS,
+    SUMMARY_COLUMNS,
+    build_segments,
+    summarise,
+)
+from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
+
+SEGMENT_SUMMARY = dg.AssetKey(["segments", "segment_summary"])
+ACTIVATION_EXPORTS = dg.AssetKey(["segments", "activation_exports"])
+
+EXPORT_MANIFEST_COLUMNS = {
+    "segment": "Segment the files hold.",
+    "customers": "Contactable customers in the files.",
+    "csv": "CSV file name inside the export folder.",
+    "parquet": "Parquet file name inside the export folder.",
+    "folder": "Folder the files were published to (exports/activation points at it).",
+    "run_id": "Dagster run that wrote the files.",
+}
+
+
+def exports_dir(warehouse: WarehouseResource) -> Path:
+    """Folder of the activation exports (`activation` links to the current set)."""
+    return warehouse.root / "exports"
+
+
+def reports_dir(warehouse: WarehouseResource) -> Path:
+    """Folder of the segments layer's HTML charts."""
+    return warehouse.root / "reports" / "segments"
+
+
+def build_segment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
+    """Segments, their summary and the activation exports for one registry."""
+    cfg = registry.segments
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                CUSTOMER_SEGMENTS,
+                group_name="segments",
+                deps=[CUSTOMER_FEATURES, CUSTOMERS],
+                kinds={"duckdb", "polars"},
+                tags={"layer": "segments"},
+                description="Per customer: RFM scores and named RFM segment, lifecycle stage, "
+                "value tier and contactability (consent plus a valid channel), as defined in "
+                "the registry's segments section.",
+            ),
+            dg.AssetSpec(
+                SEGMENT_SUMMARY,
+                group_name="segments",
+                deps=[CUSTOMER_FEATURES, CUSTOMERS],
+                kinds={"duckdb", "polars"},
+                tags={"layer": "segments"},
+                description="Customers, share, contactable customers, revenue and mean orders "
+                "per segment of every dimension, with a chart.",
+            ),
+        ],
+        pool=WAREHOUSE_POOL,
+        name="customer_segments",
+    )
+    def customer_segments(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        with warehouse.connect() as con:
+            features = read_table(con, "golden", "customer_features")
+            customers = con.sql(
+                "SELECT customer_id, email, phone, phone_type FROM golden.customers"
+            ).pl()
+        segments = build_segments(features, customers, cfg)
+        summary = summarise(segments, features, cfg)
+        writes = [
+            TableWrite("segments", "customer_segments", segments,
+                       "RFM, lifecycle, value tier and contactability per customer.",
+                       SEGMENT_COLUMNS),
+            TableWrite("segments", "segment_summary", summary,
+                       "Size, reach and revenue of every segment.", SUMMARY_COLUMNS),
+        ]
+        with warehouse.connect() as con:
+            replace_tables(con, writes)
+        chart_path = reports_dir(warehouse) / "segment_summary.html"
+        spec = write_summary_chart(summary, chart_path)
+        context.log.info(f"{segments.height:,} customers segmented; chart at {chart_path}")
+        yield dg.MaterializeResult(
+            asset_key=CUSTOMER_SEGMENTS,
+            metadata={
+                **table_metadata(writes[0]),
+                "contactable": dg.MetadataValue.int(
+                    int(segments.get_column("contactable").sum())
+                ),
+                "rfm_cells": dg.MetadataValue.int(
+                    segments.get_column("rfm_cell").drop_nulls().n_unique()
+                ),
+                "reference_date": dg.MetadataValue.text(
+                    str(segments.get_column("reference_date").max() or "")
+                ),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=SEGMENT_SUMMARY,
+            metadata={
+                **table_metadata(writes[1]),
+                "summary": dg.MetadataValue.md(markdown_bars(summary)),
+                "chart": dg.MetadataValue.path(str(chart_path)),
+                "chart_vega_lite": dg.MetadataValue.json(spec),
+            },
+        )
+
+    @dg.asset(
+        key=ACTIVATION_EXPORTS,
+        group_name="segments",
+        deps=[CUSTOMER_360],
+        kinds={"csv", "parquet"},
+        pool=WAREHOUSE_POOL,
+        tags={"layer": "segments"},
+    )
+    def activation_exports(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """CSV and Parquet per segment for CRM and marketing tools: only customers who opted
+        in and have a valid channel, only the campaign columns configured in the registry."""
+        run_id = context.run.run_id
+        with warehouse.connect() as con:
+            table = read_table(con, "golden", "customer_360")
+        result = publish_exports(table, cfg.exports, exports_dir(warehouse), run_id)
+        manifest = result.manifest.with_columns(
+            pl.lit(str(result.folder)).alias("folder"), pl.lit(run_id).alias("run_id")
+        )
+        write = TableWrite("segments", "activation_exports", manifest,
+                           "Activation files of the latest export, one row per segment.",
+                           EXPORT_MANIFEST_COLUMNS)
+        with warehouse.connect() as con:
+            replace_tables(con, [write])
+        context.log.info(
+            f"exported {int(manifest.get_column('customers').sum()):,} contactable customers "
+            f"in {manifest.height} segments to {result.folder}"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(write),
+                "folder": dg.MetadataValue.path(str(exports_dir(warehouse) / CURRENT_LINK)),
+                "split_by": dg.MetadataValue.text(cfg.exports.by),
+                "columns": dg.MetadataValue.text(", ".join(cfg.exports.columns)),
+                "customers_exported": dg.MetadataValue.int(
+                    int(manifest.get_column("customers").sum())
+                ),
+                "files": dg.MetadataValue.md(frame_to_markdown(manifest, 40)),
+            }
+        )
+
+    return [customer_segments, activation_exports]

@@ -1,0 +1,1 @@
+"""Golden layer: survivorship with field lineage, behavioural features, the customer 360."""

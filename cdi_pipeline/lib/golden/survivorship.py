@@ -1,0 +1,381 @@
+"""Golden records: one row per customer, each value chosen by configured survivorship rules.
+
+Every golden field is a group of columns that must come from one record (an address is
+street, number, postcode and city of the same record, never a mix). For each customer and
+field the records that hold a value are candidates; they are ranked by the field's rules in
+order, then by source and record id so that a full tie still has one reproducible winner.
+
+The lineage row of a value says which record supplied it, which rule put it ahead of the
+best candidate with a *different* value (the runner-up), and how confident matching was that
+the supplying record belongs to the customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from cdi_pipeline.lib.registry import GoldenConfig
+from cdi_pipeline.lib.standardise.phone import phone_display
+
+
+@dataclass(frozen=True)
+class GoldenField:
+    """A golden field: the columns it supplies, how values compare, how complete they are."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: pl.Expr
+    completeness: pl.Expr
+
+
+def _non_null(*columns: str) -> pl.Expr:
+    return pl.sum_horizontal(pl.col(c).is_not_null().cast(pl.Int32) for c in columns)
+
+
+# key: values with the same key are the same value (counted together by most_frequent);
+# completeness: larger is more complete (a full given name beats an initial).
+FIELDS: dict[str, GoldenField] = {
+    f.name: f
+    for f in (
+        GoldenField(
+            "first_name",
+            ("first_name", "first_name_key"),
+            pl.col("first_name_key"),
+            pl.col("first_name_key").str.len_chars(),
+        ),
+        GoldenField(
+            "last_name",
+            ("name_prefix", "last_name", "last_name_key"),
+            pl.concat_str(
+                pl.col("name_prefix").fill_null(""), pl.lit("|"), pl.col("last_name_key")
+            ),
+            _non_null("name_prefix", "last_name") * 100 + pl.col("last_name").str.len_chars(),
+        ),
+        GoldenField(
+            "date_of_birth", ("date_of_birth",), pl.col("date_of_birth").cast(pl.String), pl.lit(1)
+        ),
+        GoldenField("gender", ("gender",), pl.col("gender"), pl.lit(1)),
+        GoldenField("email", ("email",), pl.col("email"), pl.lit(1)),
+        GoldenField("phone", ("phone", "phone_type"), pl.col("phone"), pl.lit(1)),
+        GoldenField(
+            "address",
+            ("street", "house_number", "house_number_addition", "postcode", "city", "country"),
+            # An address is usable with a postcode (NL: postcode + number pins the building)
+            # or a street; city or country alone says too little to win over anything.
+            pl.when(pl.col("postcode").is_not_null() | pl.col("street_key").is_not_null()).then(
+                pl.concat_str(
+                    [
+                        pl.col(c).fill_null("")
+                        for c in ("street_key", "house_number", "house_number_addition",
+                                  "postcode", "city_key")
+                    ],
+                    separator="|",
+                )
+            ),
+            _non_null("street", "house_number", "postcode", "city"),
+        ),
+    )
+}
+
+# Cleaned columns the golden layer reads.
+RECORD_COLUMNS = tuple(
+    dict.fromkeys(
+        [
+            "source", "source_record_id", "trust", "loaded_at", "street_key", "city_key",
+            *(c for f in FIELDS.values() for c in f.columns),
+        ]
+    )
+)
+
+# How each rule orders candidates: (sort key expression, descending?).
+_RULE_ORDER: dict[str, tuple[str, bool]] = {
+    "trust": ("trust", False),
+    "most_recent": ("observed_at", True),
+    "most_complete": ("completeness", True),
+    "most_frequent": ("frequency", True),
+}
+
+LINEAGE_COLUMNS = {
+    "customer_id": "Customer the value belongs to.",
+    "field": "Golden column the row explains.",
+    "field_group": "Survivorship field the column belongs to (its columns come from one record).",
+    "value": "The golden value, as text.",
+    "source": "Source system of the record that supplied it.",
+    "source_record_id": "Record id, in that source, of the record that supplied it.",
+    "rule": "Rule that put the value ahead of the runner-up (trust, most_recent, "
+    "most_complete, most_frequent); unanimous when every candidate agrees, tie_break when "
+    "all rules tie and source/record id decided.",
+    "rules_configured": "The field's rules in the order they are tried.",
+    "runner_up_value": "Best candidate with a different value (null when all agree).",
+    "runner_up_source": "Source of the runner-up record.",
+    "runner_up_source_record_id": "Record id of the runner-up record.",
+    "candidates": "Records of the customer that offered a value for the field.",
+    "agreeing": "Records that offered the winning value.",
+    "match_confidence": "Match confidence of the supplying record (null for a one-record "
+    "customer).",
+    "observed_at": "Day the supplying record was last seen: its own event date, else the "
+    "day its file was loaded.",
+}
+
+CUSTOMER_COLUMNS = {
+    "customer_id": "Stable customer id (see golden.customer_xref).",
+    "first_name": "Given name for display (proper case).",
+    "first_name_key": "Given name match key (lower case, accents folded).",
+    "name_prefix": "Surname prefix (tussenvoegsel), lower case, e.g. 'van der'.",
+    "last_name": "Surname for display, without the prefix.",
+    "last_name_key": "Surname match key (lower case, accents folded, no prefix).",
+    "last_name_display": "Surname with its prefix for display, e.g. 'van der Berg'.",
+    "date_of_birth": "Date of birth.",
+    "gender": "Gender: F, M or X.",
+    "email": "Email address (lower case).",
+    "phone": "Phone number in E.164, e.g. +31612345678.",
+    "phone_type": "Line type of the phone: mobile, fixed_line or other.",
+    "phone_display": "Phone formatted for people, e.g. +31 6 1234 5678.",
+    "street": "Street name for display.",
+    "house_number": "House number, digits only.",
+    "house_number_addition": "House number addition, e.g. A, 2, BIS.",
+    "postcode": "Postcode for display, NL as '1234 AB'.",
+    "postcode_key": "Postcode without spaces, upper case, for joins ('1234AB').",
+    "city": "City for display.",
+    "country": "ISO 3166 alpha-2 country code.",
+    "records": "Source records of the customer.",
+    "sources": "Distinct sources holding a record of the customer.",
+    "source_list": "Names of those sources, comma-separated.",
+    "first_seen_at": "Earliest moment any of the customer's records was seen.",
+    "last_seen_at": "Latest moment any of the customer's records was seen.",
+}
+
+# Golden columns derived from survived columns: their lineage is that of their field.
+_DERIVED = {
+    "last_name_display": "last_name",
+    "phone_display": "phone",
+    "postcode_key": "address",
+}
+# Columns that summarise the cluster rather than carry a source value (no lineage row).
+SUMMARY_COLUMNS = ("customer_id", "records", "sources", "source_list", "first_seen_at",
+                   "last_seen_at")
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    """The golden customers and the lineage of every non-null value in them."""
+
+    customers: pl.DataFrame
+    lineage: pl.DataFrame
+    rule_counts: pl.DataFrame
+
+
+def _candidates(records: pl.DataFrame, field: GoldenField, rules: tuple[str, ...]) -> pl.DataFrame:
+    """Ranked candidates of one field: rank 0 wins."""
+    sort_cols = [_RULE_ORDER[r][0] for r in rules]
+    descending = [_RULE_ORDER[r][1] for r in rules]
+    return (
+        records.lazy()
+        .with_columns(
+            field.key.alias("key"), field.completeness.cast(pl.Int64).alias("completeness")
+        )
+        .filter(pl.col("key").is_not_null())
+        .with_columns(pl.len().over("customer_id", "key").alias("frequency"))
+        .sort(
+            ["customer_id", *sort_cols, "source", "source_record_id"],
+            descending=[False, *descending, False, False],
+            nulls_last=True,
+        )
+        .with_columns(
+            pl.int_range(pl.len()).over("customer_id").alias("rank"),
+            pl.len().over("customer_id").alias("candidates"),
+        )
+        .collect()
+    )
+
+
+def _decide(ranked: pl.DataFrame, rules: tuple[str, ...]) -> pl.DataFrame:
+    """Per customer: the winner, the runner-up and the rule that separated them."""
+    keep = list(dict.fromkeys([
+        "customer_id", "source", "source_record_id", "key", "observed_at", "match_confidence",
+        "candidates", "frequency", *(_RULE_ORDER[r][0] for r in rules),
+    ]))
+    winners = ranked.filter(pl.col("rank") == 0).select(keep)
+    runner_up = (
+        ranked.join(winners.select("customer_id", pl.col("key").alias("_win_key")),
+                    on="customer_id")
+        .filter(pl.col("key") != pl.col("_win_key"))
+        .sort("customer_id", "rank")
+        .group_by("customer_id", maintain_order=True)
+        .first()
+        .select(
+            "customer_id",
+            pl.col("source").alias("runner_up_source"),
+            pl.col("source_record_id").alias("runner_up_source_record_id"),
+            *(pl.col(_RULE_ORDER[r][0]).alias(f"_ru_{_RULE_ORDER[r][0]}") for r in rules),
+        )
+    )
+    decided = winners.join(runner_up, on="customer_id", how="left")
+    # The first rule whose sort key differs between winner and runner-up decided it.
+    rule = pl.when(pl.col("runner_up_source").is_null()).then(pl.lit("unanimous"))
+    for r in rules:
+        col = _RULE_ORDER[r][0]
+        differs = pl.col(col).ne_missing(pl.col(f"_ru_{col}"))
+        rule = rule.when(differs).then(pl.lit(r))
+    return decided.with_columns(
+        rule.otherwise(pl.lit("tie_break")).alias("rule"),
+        pl.col("frequency").alias("agreeing"),
+    ).drop([c for c in decided.columns if c.startswith("_ru_")])
+
+
+def with_observed_at(records: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Add `observed_at`: the day of a record's own latest event (a ticket, a sign-up), else the
+    day its file was loaded (a system export shows the record as it is at export time)."""
+    own = (
+        events.filter(pl.col("customer_source") == pl.col("source"))
+        .filter(pl.col("customer_record_id") == pl.col("event_id"))
+        .group_by("source", "event_id")
+        .agg(pl.col("occurred_at").max().alias("_event_at"))
+        .rename({"event_id": "source_record_id"})
+    )
+    # Whole days: files of one load arrive seconds apart, and that order must not decide
+    # 'most recent' between two systems exported the same day (trust or the next rule does).
+    return records.join(own, on=["source", "source_record_id"], how="left").with_columns(
+        pl.coalesce("_event_at", "loaded_at").dt.truncate("1d").alias("observed_at")
+    ).drop("_event_at")
+
+
+def build_golden(
+    records: pl.DataFrame, xref: pl.DataFrame, events: pl.DataFrame, config: GoldenConfig
+) -> GoldenResult:
+    """Golden customers and field lineage from cleaned records and the identity map."""
+    base = with_observed_at(
+        records.join(
+            xref.select("source", "source_record_id", "customer_id", "match_confidence"),
+            on=["source", "source_record_id"],
+            how="inner",
+        ),
+        events,
+    )
+    summary = (
+        base.group_by("customer_id")
+        .agg(
+            pl.len().cast(pl.Int64).alias("records"),
+            pl.col("source").n_unique().cast(pl.Int64).alias("sources"),
+            pl.col("source").unique().sort().str.join(", ").alias("source_list"),
+            pl.col("observed_at").min().alias("first_seen_at"),
+            pl.col("observed_at").max().alias("last_seen_at"),
+        )
+    )
+    customers = xref.select("customer_id").unique()
+    lineage_parts = []
+    rule_counts = []
+    for name, field in FIELDS.items():
+        rules = config.rules_for(name)
+        decided = _decide(_candidates(base, field, rules), rules)
+        values = base.join(
+            decided.select("customer_id", "source", "source_record_id"),
+            on=["customer_id", "source", "source_record_id"],
+        ).select("customer_id", *field.columns)
+        customers = customers.join(values, on="customer_id", how="left")
+        runner_values = base.join(
+            decided.select(
+                "customer_id",
+                pl.col("runner_up_source").alias("source"),
+                pl.col("runner_up_source_record_id").alias("source_record_id"),
+            ),
+            on=["customer_id", "source", "source_record_id"],
+        ).select("customer_id", *(pl.col(c).alias(f"_ru_{c}") for c in field.columns))
+        lineage_parts.append(
+            (name, decided.join(runner_values, on="customer_id", how="left"), rules)
+        )
+        rule_counts.append(
+            decided.group_by("rule").agg(pl.len().alias("customers")).with_columns(
+                pl.lit(name).alias("field")
+            )
+        )
+    customers = _display_columns(customers).join(summary, on="customer_id", how="left")
+    customers = customers.select(list(CUSTOMER_COLUMNS)).sort("customer_id")
+    lineage = _lineage(customers, lineage_parts)
+    counts = (
+        pl.concat(rule_counts)
+        .pivot(on="rule", index="field", values="customers")
+        .fill_null(0)
+        .sort("field")
+    )
+    return GoldenResult(customers=customers, lineage=lineage, rule_counts=counts)
+
+
+def _display_columns(customers: pl.DataFrame) -> pl.DataFrame:
+    last_display = pl.concat_str(
+        [pl.col("name_prefix"), pl.col("last_name")], separator=" ", ignore_nulls=True
+    )
+    return customers.with_columns(
+        pl.when(pl.col("last_name").is_not_null()).then(last_display).alias("last_name_display"),
+        phone_display(pl.col("phone")).alias("phone_display"),
+        pl.col("postcode").str.replace_all(" ", "", literal=True).alias("postcode_key"),
+    )
+
+
+def _lineage(customers: pl.DataFrame, parts: list) -> pl.DataFrame:
+    """One row per non-null golden value (summary columns aside)."""
+    frames = []
+    field_of_column = {c: name for name, f in FIELDS.items() for c in f.columns}
+    field_of_column.update(_DERIVED)
+    for name, decided, rules in parts:
+        columns = [c for c, f in field_of_column.items() if f == name]
+        golden = customers.select(
+            "customer_id", *(pl.col(c).cast(pl.String) for c in columns)
+        ).unpivot(index="customer_id", on=columns, variable_name="field", value_name="value")
+        runner = decided.select(
+            "customer_id",
+            *(
+                pl.col(f"_ru_{c}").cast(pl.String).alias(c)
+                for c in columns
+                if f"_ru_{c}" in decided.columns
+            ),
+        )
+        runner_long = runner.unpivot(
+            index="customer_id", variable_name="field", value_name="runner_up_value"
+        )
+        frames.append(
+            golden.drop_nulls("value")
+            .join(
+                decided.select(
+                    "customer_id", "source", "source_record_id", "rule", "candidates",
+                    "agreeing", "match_confidence", "observed_at", "runner_up_source",
+                    "runner_up_source_record_id",
+                ),
+                on="customer_id",
+                how="inner",
+            )
+            .join(runner_long, on=["customer_id", "field"], how="left")
+            .with_columns(
+                pl.lit(name).alias("field_group"),
+                pl.lit(", ".join(rules)).alias("rules_configured"),
+            )
+        )
+    return (
+        pl.concat(frames, how="vertical_relaxed")
+        .with_columns(pl.col("candidates", "agreeing").cast(pl.Int64))
+        .select(list(LINEAGE_COLUMNS))
+        .sort("customer_id", "field")
+    )
+
+
+def lineage_problems(customers: pl.DataFrame, lineage: pl.DataFrame) -> pl.DataFrame:
+    """Golden values without exactly one lineage row, and lineage rows without a value.
+
+    Returns (customer_id, field, lineage_rows, has_value) for every mismatch; empty is good.
+    """
+    columns = [c for c in customers.columns if c not in SUMMARY_COLUMNS]
+    values = (
+        customers.select("customer_id", *(pl.col(c).cast(pl.String) for c in columns))
+        .unpivot(index="customer_id", on=columns, variable_name="field", value_name="value")
+        .drop_nulls("value")
+        .select("customer_id", "field", pl.lit(True).alias("has_value"))
+    )
+    rows = lineage.group_by("customer_id", "field").agg(pl.len().alias("lineage_rows"))
+    return (
+        values.join(rows, on=["customer_id", "field"], how="full", coalesce=True)
+        .with_columns(pl.col("lineage_rows").fill_null(0), pl.col("has_value").fill_null(False))
+        .filter((pl.col("lineage_rows") != 1) | ~pl.col("has_value"))
+        .sort("customer_id", "field")
+    )

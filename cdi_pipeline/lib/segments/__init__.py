@@ -1,0 +1,1 @@
+"""Segments layer: RFM, lifecycle, value and contactability segments, summary and exports."""
