@@ -9,9 +9,14 @@ from cdi_pipeline.lib.registry import RegistryError
 from cdi_pipeline.settings import DEFAULT_REGISTRY
 
 EXPECTED_ASSETS = [
+    "cleaned/activities",
     "cleaned/customer_records",
+    "golden/customer_360",
+    "golden/customer_features",
     "golden/customer_id_map",
     "golden/customer_xref",
+    "golden/customers",
+    "golden/field_lineage",
     "golden/id_history",
     "matching/clusters",
     "matching/model",
@@ -25,19 +30,27 @@ EXPECTED_ASSETS = [
     "raw/support_tickets",
     "raw/webshop_accounts",
     "raw/webshop_orders",
+    "segments/activation_exports",
+    "segments/customer_segments",
+    "segments/segment_summary",
 ]
 
 EXPECTED_CHECKS = [
     "cleaned/customer_records:conservation",
     "cleaned/customer_records:contract",
     "cleaned/customer_records:rejected_share",
+    "golden/customer_360:one_row_per_customer",
     # accuracy exists because the bundled registry names a truth file
     "golden/customer_xref:accuracy",
     "golden/customer_xref:every_record_mapped",
     "golden/customer_xref:overrides_honoured",
+    "golden/customers:one_row_per_customer",
+    "golden/field_lineage:lineage_complete",
     "matching/clusters:cluster_size",
     "matching/model:model_sanity",
     "quality/field_profile:invalid_value_share",
+    "segments/activation_exports:only_contactable_exported",
+    "segments/customer_segments:every_customer_segmented",
 ]
 
 

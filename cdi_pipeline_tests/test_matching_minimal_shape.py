@@ -68,3 +68,27 @@ def test_minimal_source_set_accuracy_is_measured(minimal_run) -> None:
     assert scores["pairwise_recall"] > 0.8
     model = load_current_model(Path(root / "warehouse" / "models"))
     assert model is not None and model.training[0]["blocking_rule"] == ["date_of_birth"]
+
+
+def test_source_set_without_behaviour_gets_golden_records_and_empty_features(minimal_run) -> None:
+    root, result = minimal_run
+    checks = _checks(result)
+    for name in ("one_row_per_customer", "lineage_complete", "every_customer_segmented",
+                 "only_contactable_exported"):
+        assert checks[name].passed, (name, checks[name].description)
+    con = duckdb.connect(str(root / "warehouse" / "cdi.duckdb"), read_only=True)
+    try:
+        ids, golden, events, orders, segments, no_orders = con.sql(
+            "SELECT (SELECT count(DISTINCT customer_id) FROM golden.customer_xref), "
+            "(SELECT count(*) FROM golden.customers), "
+            "(SELECT count(*) FROM cleaned.activities), "
+            "(SELECT sum(order_count) FROM golden.customer_features), "
+            "(SELECT count(*) FROM segments.customer_segments), "
+            "(SELECT count(*) FROM segments.customer_segments WHERE rfm_segment = 'no_orders' "
+            " AND contactability = 'consent_unknown')"
+        ).fetchall()[0]
+        exported = con.sql("SELECT count(*) FROM segments.activation_exports").fetchall()[0][0]
+    finally:
+        con.close()
+    assert ids == golden == segments == no_orders
+    assert (events, orders, exported) == (0, 0, 0)
