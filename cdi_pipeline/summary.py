@@ -29,6 +29,9 @@ def summarise() -> str:
     lines += [
         "",
         f"Files: {root}",
+        f"  reports (HTML charts): {root / 'reports'}",
+        f"  activation exports:    {root / 'exports' / 'activation'}",
+        "Start from golden.customer_360; golden.field_lineage says where each value came from.",
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000).",
     ]
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import polars as pl
 from cdi_pipeline.defs.golden.assets import CUSTOMER_360, CUSTOMERS, FIELD_LINEAGE
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.golden.survivorship import lineage_problems
-from cdi_pipeline.lib.storage import frame_to_markdown, read_table
+from cdi_pipeline.lib.storage import frame_to_markdown
 
 ONE_ROW_PER_CUSTOMER = "one_row_per_customer"
 LINEAGE_COMPLETE = "lineage_complete"
@@ -54,9 +54,7 @@ def _customer_count_check(asset: dg.AssetKey, table: str) -> dg.AssetChecksDefin
 )
 def lineage_complete(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
-        problems = lineage_problems(
-            read_table(con, "golden", "customers"), read_table(con, "golden", "field_lineage")
-        )
+        problems = lineage_problems(con)
     per_field = problems.group_by("field").agg(pl.len().alias("problems")).sort("field")
     return dg.AssetCheckResult(
         passed=problems.is_empty(),
