@@ -10,6 +10,7 @@ import dagster as dg
 from cdi_pipeline import settings
 from cdi_pipeline.defs.cleaned.assets import build_cleaned_assets
 from cdi_pipeline.defs.cleaned.checks import build_cleaned_checks
+from cdi_pipeline.defs.enrichment.assets import build_enrichment_assets
 from cdi_pipeline.defs.golden.assets import build_golden_assets
 from cdi_pipeline.defs.golden.checks import build_golden_checks
 from cdi_pipeline.defs.jobs import build_jobs
@@ -19,7 +20,7 @@ from cdi_pipeline.defs.quality.assets import field_profile_asset, invalid_value_
 from cdi_pipeline.defs.raw.assets import build_raw_assets
 from cdi_pipeline.defs.segments.assets import build_segment_assets
 from cdi_pipeline.defs.segments.checks import build_segment_checks
-from cdi_pipeline.defs.shared.resources import WarehouseResource
+from cdi_pipeline.defs.shared.resources import FileReferenceResource, WarehouseResource
 from cdi_pipeline.lib.registry import load_registry
 
 # The library's progress messages (training steps, pre-flight pair counts, pairs scored) are
@@ -41,6 +42,7 @@ def build_definitions(
             *build_matching_assets(registry),
             *build_golden_assets(registry),
             *build_segment_assets(registry),
+            *build_enrichment_assets(registry),
         ],
         asset_checks=[
             *build_cleaned_checks(registry),
@@ -50,7 +52,10 @@ def build_definitions(
             *build_segment_checks(registry),
         ],
         jobs=build_jobs(),
-        resources={"warehouse": warehouse},
+        resources={
+            "warehouse": warehouse,
+            "reference": FileReferenceResource(directory=str(settings.reference_dir())),
+        },
     )
 
 

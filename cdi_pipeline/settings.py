@@ -9,6 +9,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REGISTRY = PROJECT_ROOT / "data" / "sources.yaml"
 DEFAULT_WAREHOUSE_DIR = PROJECT_ROOT / "data" / "warehouse"
 DEFAULT_GOVERNANCE_DIR = PROJECT_ROOT / "data" / "governance"
+DEFAULT_REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 
 
 def registry_path() -> Path:
@@ -19,3 +20,8 @@ def registry_path() -> Path:
 def warehouse_dir() -> Path:
     """The folder for every output: env CDI_WAREHOUSE_DIR, else data/warehouse."""
     return Path(os.environ.get("CDI_WAREHOUSE_DIR") or DEFAULT_WAREHOUSE_DIR).expanduser().resolve()
+
+
+def reference_dir() -> Path:
+    """Enrichment reference files: env CDI_REFERENCE_DIR, else data/reference."""
+    return Path(os.environ.get("CDI_REFERENCE_DIR") or DEFAULT_REFERENCE_DIR).expanduser().resolve()

@@ -228,3 +228,14 @@ def test_customer_360_joins_one_row_per_customer() -> None:
     assert table.columns == ["customer_id", "email", "order_count", "reference_date",
                              "rfm_segment"]
     assert table.rows() == [("A", "a@x.nl", 3, REF, "loyal"), ("B", None, 0, REF, "no_orders")]
+
+
+def test_exports_replace_a_copied_folder(tmp_path) -> None:
+    table = pl.DataFrame({c: ["x"] for c in ExportConfig().columns}).with_columns(
+        pl.lit(True).alias("contactable")
+    )
+    (tmp_path / CURRENT_LINK).mkdir()
+    (tmp_path / CURRENT_LINK / "old.csv").write_text("customer_id\nZ\n", encoding="utf-8")
+    result = publish_exports(table, ExportConfig(), tmp_path, run_id="r")
+    assert (tmp_path / CURRENT_LINK).resolve() == result.folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CURRENT_LINK, f"{CURRENT_LINK}-r"]

@@ -75,6 +75,15 @@ def writer_lock(lock_path: Path, timeout_s: float = 3600.0) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _comment(con: duckdb.DuckDBPyConnection, table: str, write: TableWrite | PartitionWrite):
+    con.execute(f"COMMENT ON TABLE {table} IS {quote_literal(write.description)}")
+    for column, text in write.column_descriptions.items():
+        if column in write.frame.columns:
+            con.execute(
+                f"COMMENT ON COLUMN {table}.{quote_identifier(column)} IS {quote_literal(text)}"
+            )
+
+
 def replace_tables(con: duckdb.DuckDBPyConnection, writes: list[TableWrite]) -> None:
     """Replace all given tables in one transaction: readers see all old or all new tables."""
     con.execute("BEGIN TRANSACTION")
@@ -87,17 +96,81 @@ def replace_tables(con: duckdb.DuckDBPyConnection, writes: list[TableWrite]) -> 
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
             con.unregister(view)
-            con.execute(f"COMMENT ON TABLE {table} IS {quote_literal(write.description)}")
-            for column, text in write.column_descriptions.items():
-                if column in write.frame.columns:
-                    con.execute(
-                        f"COMMENT ON COLUMN {table}.{quote_identifier(column)} "
-                        f"IS {quote_literal(text)}"
-                    )
+            _comment(con, table, write)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """Rows that replace one partition (e.g. one quarter) of a table kept across runs."""
+
+    schema: str
+    name: str
+    frame: pl.DataFrame
+    partition_column: str
+    description: str
+    column_descriptions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        """`schema.table`, for messages and metadata."""
+        return f"{self.schema}.{self.name}"
+
+
+def replace_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite]) -> None:
+    """Replace one partition of each table in one transaction, keeping the other partitions.
+
+    A table is created from the first batch; a column added later is added to the table (older
+    partitions hold NULL there), so a snapshot table survives a schema change.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for i, write in enumerate(writes):
+            view = f"__cdi_partition_{i}"
+            con.register(view, write.frame.to_arrow())
+            schema = quote_identifier(write.schema)
+            table = f"{schema}.{quote_identifier(write.name)}"
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
+            existing = {
+                r[0] for r in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
+                    "AND table_name = ? AND database_name = current_database()",
+                    [write.schema, write.name],
+                ).fetchall()
+            }
+            for column, dtype, *_ in con.sql(f"DESCRIBE {view}").fetchall():
+                if column not in existing:
+                    con.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column)} {dtype}"
+                    )
+            keys = write.frame.get_column(write.partition_column).unique().to_list()
+            con.execute(
+                f"DELETE FROM {table} WHERE {quote_identifier(write.partition_column)} "
+                f"IN (SELECT UNNEST(?))",
+                [keys],
+            )
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
+            con.unregister(view)
+            _comment(con, table, write)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Whether schema.name is a table of the connected database."""
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
+            "AND database_name = current_database()",
+            [schema, name],
+        ).fetchall()[0][0]
+    )
 
 
 def read_table(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> pl.DataFrame:

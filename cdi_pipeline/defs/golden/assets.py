@@ -1,13 +1,13 @@
 """Golden layer: golden records with field lineage, behavioural features, the customer 360."""
 
 import time
-from datetime import date
 
 import dagster as dg
 import polars as pl
 
 from cdi_pipeline.defs.cleaned.assets import ACTIVITIES, CUSTOMER_RECORDS
 from cdi_pipeline.defs.matching.assets import XREF
+from cdi_pipeline.defs.shared.config import ReferenceDateConfig, run_date
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360, customer_360_descriptions
@@ -32,21 +32,7 @@ FIELD_LINEAGE = dg.AssetKey(["golden", "field_lineage"])
 CUSTOMER_FEATURES = dg.AssetKey(["golden", "customer_features"])
 CUSTOMER_360 = dg.AssetKey(["golden", "customer_360"])
 CUSTOMER_SEGMENTS = dg.AssetKey(["segments", "customer_segments"])
-
-
-class FeaturesConfig(dg.Config):
-    """Run settings of the behavioural features."""
-
-    reference_date: str | None = None
-    """ISO date recency is measured against; empty: the registry's segments.reference_date,
-    else the run's date."""
-
-
-def reference_date(config: FeaturesConfig, registry: Registry) -> date:
-    """The 'today' of a features run: run config, then registry, then the calendar."""
-    if config.reference_date:
-        return date.fromisoformat(config.reference_date)
-    return registry.segments.reference_date or date.today()
+CUSTOMER_ENRICHMENT = dg.AssetKey(["enrichment", "customer_enrichment"])
 
 
 def _fill_share(frame: pl.DataFrame) -> pl.DataFrame:
@@ -160,11 +146,11 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         tags={"layer": "golden"},
     )
     def customer_features(
-        context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext, config: ReferenceDateConfig, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         """Behavioural features per customer: orders, revenue, recency, tickets, last contact
         channel and marketing consent. Zero counts for customers without events."""
-        as_of = reference_date(config, registry)
+        as_of = run_date(config, registry)
         with warehouse.connect() as con:
             customers = con.sql("SELECT customer_id FROM golden.customers").pl()
             events = read_table(con, "cleaned", "activities")
@@ -205,22 +191,24 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=CUSTOMER_360,
         group_name="golden",
-        deps=[CUSTOMERS, CUSTOMER_FEATURES, CUSTOMER_SEGMENTS],
+        deps=[CUSTOMERS, CUSTOMER_FEATURES, CUSTOMER_SEGMENTS, CUSTOMER_ENRICHMENT],
         kinds={"duckdb", "polars"},
         pool=WAREHOUSE_POOL,
         tags={"layer": "golden"},
     )
     def customer_360(warehouse: WarehouseResource) -> dg.MaterializeResult:
-        """The table analysts start from: golden record, behavioural features and segments,
-        one row per customer."""
+        """The table analysts start from: golden record, behavioural features, segments and
+        enrichment, one row per customer."""
         with warehouse.connect() as con:
             table = build_customer_360(
                 read_table(con, "golden", "customers"),
                 read_table(con, "golden", "customer_features"),
                 read_table(con, "segments", "customer_segments"),
+                read_table(con, "enrichment", "customer_enrichment"),
             )
             write = TableWrite("golden", "customer_360", table,
-                               "Golden record, features and segments: one row per customer.",
+                               "Golden record, features, segments and enrichment: one row per "
+                               "customer.",
                                customer_360_descriptions())
             replace_tables(con, [write])
         return dg.MaterializeResult(

@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
+from cdi_pipeline.lib.enrichment.reference import FileReferenceData, ReferenceData
 from cdi_pipeline.lib.storage import WAREHOUSE_FILE, writer_lock
 
 # All assets that write the warehouse share this pool; the instance config limits it to 1 so
@@ -57,3 +58,21 @@ class WarehouseResource(dg.ConfigurableResource):
                 yield con
             finally:
                 con.close()
+
+
+class ReferenceResource(dg.ConfigurableResource):
+    """Where enrichment reference data comes from. Subclass it for a live provider and bind
+    that under the key `reference`; the enrichment assets only call `provider()`."""
+
+    def provider(self) -> ReferenceData:
+        """The reference data to enrich with."""
+        raise NotImplementedError("bind a concrete reference resource, e.g. FileReferenceResource")
+
+
+class FileReferenceResource(ReferenceResource):
+    """Reference data from the CSV files shipped in data/reference/."""
+
+    directory: str = Field(description="Folder holding the reference CSV files and VERSION.")
+
+    def provider(self) -> ReferenceData:
+        return FileReferenceData(Path(self.directory))

@@ -76,6 +76,10 @@ def publish_exports(
     temporary_link = root / f".{CURRENT_LINK}-{run_id}.link"
     temporary_link.unlink(missing_ok=True)
     temporary_link.symlink_to(final.name)
+    if link.is_dir() and not link.is_symlink():
+        # A copied warehouse turns the link into a real folder: move it aside so it can be
+        # replaced (and cleaned up with the other stale sets below).
+        link.rename(root / f"{CURRENT_LINK}-copied-{run_id}")
     # os.replace of a symlink is atomic: readers follow either the old or the new target.
     os.replace(temporary_link, link)
     for stale in root.glob(f"{CURRENT_LINK}-*"):
