@@ -13,9 +13,10 @@ from cdi_pipeline.defs.cleaned.checks import build_cleaned_checks
 from cdi_pipeline.defs.enrichment.assets import build_enrichment_assets
 from cdi_pipeline.defs.golden.assets import build_golden_assets
 from cdi_pipeline.defs.golden.checks import build_golden_checks
-from cdi_pipeline.defs.jobs import build_jobs
+from cdi_pipeline.defs.jobs import build_jobs, quarterly_refresh_schedule
 from cdi_pipeline.defs.matching.assets import build_matching_assets
 from cdi_pipeline.defs.matching.checks import build_matching_checks
+from cdi_pipeline.defs.published.assets import analytics_file, no_direct_identifiers
 from cdi_pipeline.defs.quality.assets import field_profile_asset, invalid_value_share_check
 from cdi_pipeline.defs.raw.assets import build_raw_assets
 from cdi_pipeline.defs.segments.assets import build_segment_assets
@@ -43,6 +44,7 @@ def build_definitions(
             *build_golden_assets(registry),
             *build_segment_assets(registry),
             *build_enrichment_assets(registry),
+            analytics_file,
         ],
         asset_checks=[
             *build_cleaned_checks(registry),
@@ -50,8 +52,10 @@ def build_definitions(
             *build_matching_checks(registry),
             *build_golden_checks(),
             *build_segment_checks(registry),
+            no_direct_identifiers,
         ],
         jobs=build_jobs(),
+        schedules=[quarterly_refresh_schedule],
         resources={
             "warehouse": warehouse,
             "reference": FileReferenceResource(directory=str(settings.reference_dir())),

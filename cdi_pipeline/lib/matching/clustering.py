@@ -238,14 +238,22 @@ def attach_singletons(
                           "match_probability"),
         ]
     ).filter(pl.col("match_probability") >= min_probability)
-    # Only established clusters are candidates: two lone tickets of the same name both
-    # attach to the customer they point at, rather than blocking each other.
+    # Established clusters are the candidates: two lone tickets of the same name both
+    # attach to the customer they point at, rather than blocking each other. Only a record
+    # with no established cluster in reach looks at other lone records: a sparse ticket and
+    # the one full record of its person (no other source knows them) then still meet.
     candidates = both.join(alone, on=NODE).join(
-        assignment.filter(pl.col("cluster_size") > 1).select(
-            pl.col(NODE).alias("other"), "cluster_key"
-        ),
+        assignment.select(pl.col(NODE).alias("other"), "cluster_key", "cluster_size"),
         on="other",
     )
+    reaches_established = (
+        candidates.filter(pl.col("cluster_size") > 1).select(NODE).unique()
+    )
+    candidates = pl.concat([
+        candidates.filter(pl.col("cluster_size") > 1),
+        candidates.filter(pl.col("cluster_size") == 1)
+        .join(reaches_established, on=NODE, how="anti"),
+    ]).drop("cluster_size")
     forbidden = pl.concat(
         [
             cannot_link.select(pl.col("unique_id_l").alias(NODE), pl.col("unique_id_r").alias("o")),
@@ -276,6 +284,16 @@ def attach_singletons(
         )
         .filter(pl.col("clusters") == 1)
         .drop("clusters")
+    )
+    # Between lone records: two that choose each other become one customer (the larger id
+    # joins the smaller); a lone target that itself attaches elsewhere is no target (its
+    # new cluster was not checked against the record pointing at it).
+    movers = chosen.select(pl.col(NODE).alias("cluster_key"), pl.col("cluster_key").alias("t"))
+    chosen = (
+        chosen.join(movers, on="cluster_key", how="left")
+        .filter(pl.col("t").is_null() | ((pl.col("t") == pl.col(NODE))
+                                         & (pl.col(NODE) > pl.col("cluster_key"))))
+        .drop("t")
     )
     # Two records attaching to the same cluster that must stay apart (a steward's
     # cannot-link, or birth dates in conflict): neither attaches.
