@@ -13,6 +13,7 @@ from cdi_pipeline.defs.cleaned.checks import build_cleaned_checks
 from cdi_pipeline.defs.enrichment.assets import build_enrichment_assets
 from cdi_pipeline.defs.golden.assets import build_golden_assets
 from cdi_pipeline.defs.golden.checks import build_golden_checks
+from cdi_pipeline.defs.governance.assets import build_governance_assets
 from cdi_pipeline.defs.jobs import build_jobs, quarterly_refresh_schedule
 from cdi_pipeline.defs.matching.assets import build_matching_assets
 from cdi_pipeline.defs.matching.checks import build_matching_checks
@@ -37,6 +38,7 @@ def build_definitions(
     warehouse = WarehouseResource(directory=str(warehouse_dir or settings.warehouse_dir()))
     return dg.Definitions(
         assets=[
+            *build_governance_assets(registry),
             *build_raw_assets(registry),
             build_cleaned_assets(registry),
             field_profile_asset,

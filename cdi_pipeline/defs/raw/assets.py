@@ -4,12 +4,21 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from cdi_pipeline.defs.governance.assets import SUPPRESSION_LIST
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.contracts import failure_summary, raw_schema
+from cdi_pipeline.lib.governance import suppressed_rows
+from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.raw import LINEAGE_COLUMNS, SourceFileError, load_source
 from cdi_pipeline.lib.registry import Registry, Source
-from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, replace_tables
+from cdi_pipeline.lib.storage import (
+    TableWrite,
+    frame_to_markdown,
+    read_table,
+    replace_tables,
+    table_exists,
+)
 
 # Personal fields are masked in UI previews: Dagster's event log is not the place for them.
 _PERSONAL_FIELDS = {
@@ -68,6 +77,7 @@ def build_raw_asset(registry: Registry, source: Source) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         tags={"layer": "raw"},
         metadata={"source_path": str(registry.file_of(source))},
+        deps=[SUPPRESSION_LIST],
     )
     def _raw_asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         load = load_source(registry, source, run_id=context.run.run_id)
@@ -80,12 +90,31 @@ def build_raw_asset(registry: Registry, source: Source) -> dg.AssetsDefinition:
                 f"source {source.name!r}: file {load.path} breaks the raw contract, nothing was "
                 f"written: {counts}\n{sample}"
             ) from None
+        frame = load.frame
+        with warehouse.connect() as con:
+            suppression = (
+                read_table(con, "governance", "suppression_list")
+                if table_exists(con, "governance", "suppression_list")
+                else None
+            )
+        suppressed = 0
+        if suppression is not None and suppression.height:
+            # Erased persons stay out: their rows are dropped (and counted) before storage.
+            hit = suppressed_rows(
+                frame, source.name, source.record_id, source.fields.get("email"),
+                source.fields.get("phone"), source.country or "NL", suppression,
+                pseudonym_key(warehouse.root),
+            )
+            suppressed = int(hit.sum())
+            frame = frame.filter(~hit)
+            if suppressed:
+                context.log.info(f"{suppressed} row(s) of erased persons not loaded")
         write = TableWrite(
             schema="raw",
             name=source.name,
-            frame=load.frame,
+            frame=frame,
             description=description,
-            column_descriptions=_column_descriptions(source, load.frame),
+            column_descriptions=_column_descriptions(source, frame),
         )
         with warehouse.connect() as con:
             replace_tables(con, [write])
@@ -95,7 +124,9 @@ def build_raw_asset(registry: Registry, source: Source) -> dg.AssetsDefinition:
                 "file": dg.MetadataValue.path(str(load.path)),
                 "file_sha256": dg.MetadataValue.text(load.file_hash),
                 "file_bytes": dg.MetadataValue.int(load.size_bytes),
-                "preview": dg.MetadataValue.md(_masked_preview(source, load.frame)),
+                "rows_in_file": dg.MetadataValue.int(load.frame.height),
+                "rows_suppressed_by_erasure": dg.MetadataValue.int(suppressed),
+                "preview": dg.MetadataValue.md(_masked_preview(source, frame)),
             },
             data_version=dg.DataVersion(load.file_hash),
         )

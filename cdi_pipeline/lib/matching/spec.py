@@ -33,6 +33,8 @@ MATCH_INPUT_COLUMNS = (
     "first_name_canonical",
     "first_initial",
     "last_name_key",
+    "surname_block",
+    "surname_block_stem",
     "date_of_birth",
     "gender",
     "email",
@@ -65,6 +67,82 @@ GENERIC_EMAIL_LOCALS = (
     "facturen",
     "billing",
 )
+
+
+# Dutch surname prefixes as they run together in an e-mail local part ("annavanderveen").
+_MAIL_PREFIXES = r"^(?:van|von|de[nr]?|het|te[nr]?|in|op|uit|t)+"
+
+
+def with_surname_from_email(
+    frame: pl.DataFrame,
+    *,
+    local: str = "email_local",
+    first_name: str = "first_name_key",
+    canonical: str = "first_name_canonical",
+    where: pl.Expr | None = None,
+    alias: str = "surname_guess",
+) -> pl.DataFrame:
+    """`frame` plus `alias`: the surname its e-mail local part most likely spells.
+
+    "jacobus.blom", "blom.jacobus", "jacobusblom78" and "j.blom" all give "blom": digits go,
+    tokens equal to the given name (or its canonical form) or a single letter go, and a local
+    part without separators loses the given name it starts or ends with (the longer name
+    first, then the given name before its canonical form; a prefix before a suffix) when at
+    least 3 characters remain. The longest token left is the guess, the first of equally long
+    ones; null when the record has no given name to tell the parts apart, or outside `where`.
+    Set-wise: the tokens are exploded to one row each and grouped back per record.
+    """
+    row, tok, pos, size = "__row", "__token", "__pos", "__size"
+    name_a, name_b = "__name_a", "__name_b"
+    framed = frame.with_row_index(row)
+    tokens = (
+        pl.col(local).str.replace_all(r"[0-9]+", "")
+        .str.replace_all(r"[._+\-]+", " ")
+        .str.strip_chars()
+        .str.split(" ")
+        .list.eval(pl.element().filter(pl.element().str.len_chars() >= 2))
+    )
+    first = pl.col(first_name)
+    # Names in the order they are tried: the longer first, the given name on a tie; an empty
+    # canonical form is no name.
+    canon = pl.when(pl.col(canonical) != "").then(pl.col(canonical))
+    canon_longer = canon.str.len_chars() > first.str.len_chars()
+    candidates = (framed if where is None else framed.filter(where)).select(
+        row,
+        tokens.alias(tok),
+        first.alias(first_name),
+        pl.when(canon_longer).then(canon).otherwise(first).alias(name_a),
+        pl.when(canon_longer).then(first).otherwise(canon).alias(name_b),
+    )
+    candidates = candidates.filter(
+        (pl.col(first_name) != "").fill_null(False) & (pl.col(tok).list.len() > 0).fill_null(False)
+    ).with_columns(pl.col(tok).list.len().alias(size))
+
+    t = pl.col(tok)
+    length = t.str.len_chars()
+
+    def strip(name: str, otherwise: pl.Expr) -> pl.Expr:
+        n = pl.col(name)
+        n_len = n.str.len_chars()
+        room = (length - n_len >= 3).fill_null(False)
+        return (
+            pl.when(room & t.str.starts_with(n).fill_null(False)).then(t.str.slice(n_len))
+            .when(room & t.str.ends_with(n).fill_null(False)).then(t.str.slice(0, length - n_len))
+            .otherwise(otherwise)
+        )
+
+    guesses = (
+        candidates.explode(tok)
+        .with_columns(pl.int_range(pl.len()).over(row).alias(pos))
+        .filter((t != pl.col(name_a)) & (t != pl.col(name_b)).fill_null(True))
+        # A lone token that is not the given name itself may still have it run into it.
+        .with_columns(
+            pl.when(pl.col(size) == 1).then(strip(name_a, strip(name_b, t))).otherwise(t).alias(tok)
+        )
+        .group_by(row)
+        .agg(t.sort_by(length, pl.col(pos), descending=[True, False]).first().alias(alias))
+    )
+    return framed.join(guesses, on=row, how="left", maintain_order="left").drop(row)
 
 
 def record_key(source: pl.Expr, record_id: pl.Expr) -> pl.Expr:
@@ -113,6 +191,20 @@ def prepare_input(records: pl.DataFrame, max_block_size: int) -> pl.DataFrame:
         *identifiers,
     )
     generic_local = email_local.is_in(list(GENERIC_EMAIL_LOCALS))
+    # A record without a surname is blocked by the surname its e-mail spells (a newsletter
+    # sign-up with "Jacobus" and jacobus.blom@... meets "Jacobus Blom" of the CRM); once
+    # as written and once without a Dutch prefix run into it ("devries" -> "vries").
+    frame = with_surname_from_email(
+        frame, where=pl.col("last_name_key").is_null() & ~generic_local, alias="surname_guess"
+    )
+    guess = pl.col("surname_guess")
+    stem = guess.str.replace(_MAIL_PREFIXES, "")
+    frame = frame.with_columns(
+        pl.coalesce("last_name_key", guess).alias("surname_block"),
+        pl.coalesce(
+            "last_name_key", pl.when(stem.str.len_chars() >= 3).then(stem).otherwise(guess)
+        ).alias("surname_block_stem"),
+    )
     frame = frame.with_columns(
         pl.when(generic_local | (pl.len().over("email") > max_block_size))
         .then(None)
@@ -211,6 +303,8 @@ def derive_spec(frame: pl.DataFrame, training_rules: list[list[str]] | None = No
         ["phone_block"],
         ["email_local", "first_initial"],
         ["first_name_canonical", "last_name_key"],
+        ["first_name_canonical", "surname_block"],
+        ["first_name_canonical", "surname_block_stem"],
         ["last_name_key", "date_of_birth"],
         ["first_name_canonical", "date_of_birth"],
         ["date_of_birth", "postcode_area"],
