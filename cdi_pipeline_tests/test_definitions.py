@@ -11,17 +11,23 @@ from cdi_pipeline.settings import DEFAULT_REGISTRY
 EXPECTED_ASSETS = [
     "cleaned/activities",
     "cleaned/customer_records",
+    "enrichment/customer_enrichment",
     "golden/customer_360",
     "golden/customer_features",
     "golden/customer_id_map",
+    "golden/customer_snapshots",
     "golden/customer_xref",
+    "golden/customer_xref_snapshots",
     "golden/customers",
     "golden/field_lineage",
     "golden/id_history",
+    "governance/erasure_receipts",
+    "governance/suppression_list",
     "matching/clusters",
     "matching/model",
     "matching/pairs",
     "matching/review_queue",
+    "published/analytics",
     "quality/field_profile",
     "quality/quarantine",
     "raw/crm_contacts",
@@ -31,6 +37,7 @@ EXPECTED_ASSETS = [
     "raw/webshop_accounts",
     "raw/webshop_orders",
     "segments/activation_exports",
+    "segments/customer_segment_snapshots",
     "segments/customer_segments",
     "segments/segment_summary",
 ]
@@ -48,6 +55,7 @@ EXPECTED_CHECKS = [
     "golden/field_lineage:lineage_complete",
     "matching/clusters:cluster_size",
     "matching/model:model_sanity",
+    "published/analytics:no_direct_identifiers",
     "quality/field_profile:invalid_value_share",
     "segments/activation_exports:only_contactable_exported",
     "segments/customer_segments:every_customer_segmented",
@@ -63,8 +71,11 @@ def test_bundled_definitions_snapshot() -> None:
     )
     assert checks == EXPECTED_CHECKS
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
-        "full_refresh"
+        "full_refresh", "quarterly_refresh"
     ]
+    assert {s.name: s.cron_schedule for s in repo.schedule_defs} == {
+        "quarterly_refresh_schedule": "0 3 1 1,4,7,10 *"
+    }
 
 
 def test_full_refresh_covers_every_asset() -> None:

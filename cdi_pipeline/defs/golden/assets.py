@@ -115,7 +115,10 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                     frame_to_markdown(_fill_share(result.customers), 40)
                 ),
                 "survivorship_rules": dg.MetadataValue.json(rules),
-                "preview": dg.MetadataValue.md(frame_to_markdown(result.customers, 10)),
+                # Ids and counts only: Dagster's event log is no place for personal data.
+                "preview": dg.MetadataValue.md(frame_to_markdown(
+                    result.customers.select("customer_id", "records", "sources", "source_list",
+                                            "gender", "country"), 10)),
             },
         )
         yield dg.MaterializeResult(
@@ -214,7 +217,10 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(write),
-                "preview": dg.MetadataValue.md(frame_to_markdown(table, 10)),
+                "preview": dg.MetadataValue.md(frame_to_markdown(
+                    table.select("customer_id", "records", "order_count", "revenue",
+                                 "rfm_segment", "lifecycle_stage", "value_tier",
+                                 "contactability", "region", "age_band"), 10)),
             }
         )
 

@@ -1,0 +1,290 @@
+"""The analyst file, erasure and the quarterly refresh, with real Dagster runs.
+
+One module-scoped full refresh on a generated source set is the baseline; each test copies it
+to its own folder when it changes anything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from cdi_pipeline.datagen import generate
+from cdi_pipeline.definitions import build_definitions
+from cdi_pipeline.defs.jobs import (
+    QUARTERLY_REFRESH,
+    QUARTERLY_SCHEDULE,
+    dated_run_config,
+)
+from cdi_pipeline.lib.governance import ErasureRequestError, read_requests
+from cdi_pipeline.lib.publish import ANALYTICS_FILE, STORAGE_VERSION
+
+PERSONS = 300
+
+
+def _refresh(root: Path, job: str = "full_refresh", run_config: dict | None = None):
+    defs = build_definitions(root / "input" / "sources.yaml", root / "warehouse")
+    result = defs.resolve_job_def(job).execute_in_process(
+        raise_on_error=False, run_config=run_config or {}
+    )
+    failures = [
+        f"{e.step_key}: {e.event_specific_data.error.to_string()[-1500:]}"
+        for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ]
+    assert result.success, failures
+    return result
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("privacy") / "site"
+    generate(persons=PERSONS, seed=21, out_dir=root / "input", progress=False)
+    with (root / "input" / "sources.yaml").open("a", encoding="utf-8") as handle:
+        handle.write("max_rejected_share: 0.2\n")
+    _refresh(root)
+    return root
+
+
+def _copy(site: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "site"
+    shutil.copytree(site, target, symlinks=True)
+    return target
+
+
+def _query(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def test_analytics_file_holds_no_unmasked_email_or_phone(site: Path) -> None:
+    warehouse = site / "warehouse" / "cdi.duckdb"
+    analytics = site / "warehouse" / ANALYTICS_FILE
+    secrets = {
+        value for (value,) in _query(
+            warehouse, "SELECT email FROM cleaned.customer_records WHERE email IS NOT NULL "
+            "UNION SELECT phone FROM cleaned.customer_records WHERE phone IS NOT NULL")
+    }
+    assert len(secrets) > PERSONS  # the control: there is plenty to leak
+    con = duckdb.connect(str(analytics), read_only=True)
+    try:
+        con.register("secrets", pl.DataFrame({"value": sorted(secrets)}).to_arrow())
+        text_columns = con.sql(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND data_type = 'VARCHAR'"
+        ).fetchall()
+        assert len(text_columns) > 20
+        leaks = {
+            f"{t}.{c}": con.sql(
+                f'SELECT count(*) FROM "{t}" WHERE "{c}" IN (SELECT value FROM secrets)'
+            ).fetchall()[0][0]
+            for t, c in text_columns
+        }
+        masked = con.sql("SELECT email_masked, phone_masked FROM customers "
+                         "WHERE email_masked IS NOT NULL AND phone_masked IS NOT NULL "
+                         "LIMIT 1").fetchall()[0]
+        uncommented = con.sql(
+            "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND coalesce(comment, '') = ''").fetchall()[0][0]
+        tables = {t for (t,) in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+    assert {k: v for k, v in leaks.items() if v} == {}
+    assert "***@" in masked[0] and "*" in masked[1]
+    assert uncommented == 0
+    assert {"customers", "customer_segments", "segment_summary", "segment_history",
+            "customer_history", "customer_id_map"} <= tables
+    # No bytes of any identifier either (names of columns aside, values are what matter).
+    data = analytics.read_bytes()
+    assert [s for s in sorted(secrets)[:200] if s.encode() in data] == []
+
+
+def test_open_analyst_connection_neither_blocks_nor_sees_a_half_state(
+    site: Path, tmp_path: Path
+) -> None:
+    root = _copy(site, tmp_path)
+    analytics = root / "warehouse" / ANALYTICS_FILE
+    analyst = duckdb.connect(str(analytics), read_only=True)
+    before = analyst.sql("SELECT count(*), sum(hash(customer_id)) FROM customers").fetchall()
+    counts: list[tuple] = []
+    stop = threading.Event()
+
+    def keep_reading() -> None:
+        while not stop.is_set():
+            counts.append(
+                analyst.sql("SELECT count(*), sum(hash(customer_id)) FROM customers").fetchall()[0]
+            )
+
+    reader = threading.Thread(target=keep_reading)
+    reader.start()
+    try:
+        # One customer fewer in the sources: the new file differs from the one held open.
+        crm = root / "input" / "sources" / "crm_contacts.csv"
+        lines = crm.read_text(encoding="utf-8").splitlines(keepends=True)
+        crm.write_text("".join(lines[:-40]), encoding="utf-8")
+        _refresh(root)
+    finally:
+        stop.set()
+        reader.join()
+    assert counts and set(counts) == {before[0]}  # the open connection saw one state only
+    analyst.close()
+    after = _query(analytics, "SELECT count(*), sum(hash(customer_id)) FROM customers")
+    assert after != before
+
+
+def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
+    site: Path, tmp_path: Path
+) -> None:
+    root = _copy(site, tmp_path)
+    warehouse = root / "warehouse"
+    # A person with a surname nobody else has, so finding the name means finding them.
+    person = _query(warehouse / "cdi.duckdb", """
+        WITH unique_names AS (
+            SELECT r.last_name_key FROM cleaned.customer_records r
+            JOIN golden.customer_xref x USING (source, source_record_id)
+            WHERE r.last_name_key IS NOT NULL AND length(r.last_name_key) >= 6
+            GROUP BY 1 HAVING count(DISTINCT x.customer_id) = 1)
+        SELECT c.customer_id, c.email, c.phone, c.last_name FROM golden.customers c
+        JOIN unique_names u ON c.last_name_key = u.last_name_key
+        WHERE c.email IS NOT NULL AND c.phone IS NOT NULL AND c.records >= 2
+        ORDER BY c.customer_id LIMIT 1""")[0]
+    customer_id, email, phone, surname = person
+    needles = [email, phone, surname]
+    assert _traces(warehouse, needles)  # the control: the search finds them before
+    (root / "input" / "governance").mkdir(exist_ok=True)
+    (root / "input" / "governance" / "erasure_requests.csv").write_text(
+        "request_id,identifier_type,value,requested_on\n"
+        f"ER-7,email,{email.upper()},2026-11-30\n", encoding="utf-8")
+    _refresh(root)
+    assert _traces(warehouse, needles) == []
+    receipts = dict(_query(warehouse / "cdi.duckdb",
+                           "SELECT item, rows_removed FROM governance.erasure_receipts"))
+    assert receipts["golden.customers"] == 1 and receipts["cleaned.customer_records"] >= 2
+    assert not _query(warehouse / "cdi.duckdb",
+                      "SELECT 1 FROM golden.customer_id_map WHERE customer_id = ?",
+                      [customer_id])
+    # The same source files again: suppression keeps the person out, and the request is
+    # not carried out twice.
+    _refresh(root)
+    assert _traces(warehouse, needles) == []
+    runs = _query(warehouse / "cdi.duckdb",
+                  "SELECT count(DISTINCT run_id) FROM governance.erasure_receipts")
+    assert runs == [(1,)]
+
+
+def _traces(root: Path, needles: list[str]) -> list[tuple[str, str]]:
+    """Where any needle occurs under root: raw bytes of every file, and decoded values of
+    every DuckDB and Parquet file (compressed pages would hide them from a byte search)."""
+    hits = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        hits += [(str(path), n) for n in needles if n.encode() in data]
+        if path.suffix == ".duckdb":
+            con = duckdb.connect(str(path), read_only=True)
+            try:
+                for schema, table, column in con.sql(
+                    "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+                    "WHERE database_name = current_database() AND data_type = 'VARCHAR'"
+                ).fetchall():
+                    for n in needles:
+                        found = con.execute(
+                            f'SELECT count(*) FROM "{schema}"."{table}" '
+                            f'WHERE contains("{column}", ?)', [n]).fetchall()[0][0]
+                        if found:
+                            hits.append((f"{path}:{schema}.{table}.{column}", n))
+            finally:
+                con.close()
+        elif path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            for column, dtype in frame.schema.items():
+                if dtype == pl.String:
+                    hits += [(f"{path}:{column}", n) for n in needles
+                             if frame[column].str.contains(n, literal=True).any()]
+    return hits
+
+
+def test_erasure_request_file_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "erasure_requests.csv"
+    path.write_text("request_id,identifier_type,value,requested_on\n"
+                    "A,email,a@b.nl,2026-01-01\nB,passport,X1,2026-01-01\n", encoding="utf-8")
+    with pytest.raises(ErasureRequestError, match=r"line 3: identifier_type must be one of"):
+        read_requests(path)
+    path.write_text("request_id,identifier_type,value,requested_on\n"
+                    "A,email,a@b.nl,2026-01-01\nB,phone,0612345678,01-01-2026\n",
+                    encoding="utf-8")
+    with pytest.raises(ErasureRequestError, match=r"line 3: requested_on must be a date"):
+        read_requests(path)
+    path.write_text("request_id,identifier_type,value,requested_on\n"
+                    "A,email,a@b.nl,2026-01-01\nA,phone,0612345678,2026-01-01\n",
+                    encoding="utf-8")
+    with pytest.raises(ErasureRequestError, match=r"line 2: request_id is used on more"):
+        read_requests(path)
+    assert read_requests(tmp_path / "absent.csv").is_empty()
+
+
+def test_quarterly_schedule_is_pinned_and_keeps_snapshots(site: Path, tmp_path: Path) -> None:
+    defs = build_definitions(site / "input" / "sources.yaml", site / "warehouse")
+    schedule = defs.resolve_schedule_def(QUARTERLY_SCHEDULE)
+    assert (schedule.cron_schedule, schedule.job_name, schedule.execution_timezone) == (
+        "0 3 1 1,4,7,10 *", QUARTERLY_REFRESH, "Europe/Amsterdam")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2027, 4, 1, 3, 0)
+    )
+    request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.run_config == dated_run_config("2027-04-01")
+    selected = {k.to_user_string() for k in
+                defs.resolve_job_def(QUARTERLY_REFRESH).asset_layer.selected_asset_keys}
+    assert {"enrichment/customer_enrichment", "golden/customer_features",
+            "segments/customer_segments", "golden/customer_snapshots",
+            "published/analytics"} <= selected
+    assert not any(k.startswith(("raw/", "cleaned/", "matching/")) for k in selected)
+
+    root = _copy(site, tmp_path)
+    _refresh(root, QUARTERLY_REFRESH, request.run_config)
+    db = root / "warehouse" / "cdi.duckdb"
+    quarters = _query(db, "SELECT quarter, count(*) FROM golden.customer_snapshots "
+                      "GROUP BY quarter ORDER BY quarter")
+    assert [q for q, _ in quarters][-1] == "2027Q2" and len(quarters) == 2
+    assert quarters[0][1] == quarters[1][1]
+    compared = _query(db, "SELECT DISTINCT previous_quarter FROM "
+                      "enrichment.customer_enrichment")
+    assert compared == [(quarters[0][0],)]
+    history = _query(root / "warehouse" / ANALYTICS_FILE,
+                     "SELECT count(DISTINCT quarter) FROM segment_history")
+    assert history == [(2,)]
+
+
+def test_duckdb_1x_client_opens_the_analytics_file(site: Path, tmp_path: Path) -> None:
+    target = tmp_path / "duckdb1"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
+         "duckdb>=1.4,<1.5"],
+        capture_output=True, text=True, timeout=600,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"could not install a DuckDB 1.x client: {install.stderr[-500:]}")
+    script = (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(duckdb.__version__, con.sql('SELECT count(*) FROM customers').fetchall()[0][0])"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(site / "warehouse" / ANALYTICS_FILE)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    version, customers = run.stdout.split()
+    assert version.startswith("1.4") and int(customers) > 0
+    assert STORAGE_VERSION == "v1.4.0"
