@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-PERSONS ?= 100000
+PERSONS ?= 43000
 SEED ?= 7
 
 .PHONY: install run test test-all ui data bench clean
@@ -46,6 +46,11 @@ ui: install
 # Regenerate the bundled source set (deterministic: same persons and seed, same bytes).
 data: install
 	$(BIN)/python -m cdi_pipeline.datagen --persons 3000 --seed 42 --out data
+
+# Benchmark: generate PERSONS persons (43000 ~ 100k records, 430000 ~ 1M), run full_refresh
+# in-process, write benchmarks/results/full_refresh_<size>.md.
+bench: install
+	$(BIN)/python -m cdi_pipeline.bench --persons $(PERSONS) --seed $(SEED)
 
 clean:
 	rm -rf data/warehouse $(DAGSTER_HOME)

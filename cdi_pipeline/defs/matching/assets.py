@@ -332,6 +332,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                 **table_metadata(writes[PAIRS]),
                 "model_version": dg.MetadataValue.text(model.version),
                 "match_statistics": dg.MetadataValue.md(stats_md),
+                "comparisons_scored": dg.MetadataValue.int(outcome.stats["comparisons_scored"]),
                 "comparisons_preflight": dg.MetadataValue.md(frame_to_markdown(outcome.preflight)),
                 "matching_seconds": dg.MetadataValue.float(round(seconds, 2)),
                 "match_threshold": dg.MetadataValue.float(cfg.match_threshold),

@@ -358,6 +358,7 @@ def match(
     )
     stats = {
         "records": frame.height,
+        "comparisons_scored": int(preflight.get_column("cumulative_pairs").max() or 0),
         "pairs_scored": scored.height,
         "pairs_linked": links.height,
         "deterministic_links": links.filter(pl.col("kind") == "deterministic").height,

@@ -1,0 +1,267 @@
+"""Benchmark: generate N persons, run full_refresh in-process, report time and memory per layer.
+
+    python -m cdi_pipeline.bench --persons 430000      # about 1,000,000 source records
+    make bench PERSONS=430000
+
+Data is generated in a child process so the measured process starts clean. Resident memory is
+sampled from /proc every 50 ms and attributed to the layer whose step was running; DuckDB and
+Splink run inside the process, so their memory counts. Accuracy is scored against the
+generator's truth file. The table is printed and written as markdown under
+benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from cdi_pipeline.lib.matching.evaluation import read_truth, score_clusters
+from cdi_pipeline.lib.registry import load_registry
+from cdi_pipeline.settings import PROJECT_ROOT
+
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+WORK_DIR = PROJECT_ROOT / "benchmarks" / "work"
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc)."""
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class MemorySampler:
+    """Samples RSS in a background thread as (wall-clock time, bytes), to line up with the
+    event timestamps Dagster records."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), rss_bytes()))
+            time.sleep(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self, start: float, end: float) -> int:
+        """Highest sample between start and end (the nearest one when none fell inside)."""
+        inside = [b for t, b in self.samples if start <= t <= end]
+        if inside:
+            return max(inside)
+        return min(self.samples, key=lambda s: abs(s[0] - start))[1] if self.samples else 0
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """One executed step: which layer it belongs to and when it ran."""
+
+    step: str
+    layer: str
+    start: float
+    end: float
+
+
+def _layer_of_step(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    layers: dict[str, str] = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            key = event.event_specific_data.materialization.asset_key
+            layers.setdefault(event.step_key, key.path[0])
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            layers.setdefault(event.step_key,
+                              event.event_specific_data.asset_key.path[0] + " (checks)")
+    return layers
+
+
+def step_timings(result: dg.ExecuteInProcessResult) -> list[StepTiming]:
+    """Start and end of every step, with its layer."""
+    layers = _layer_of_step(result)
+    starts: dict[str, float] = {}
+    timings = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = event.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            timings.append(StepTiming(event.step_key, layers.get(event.step_key, "other"),
+                                      starts[event.step_key], event.timestamp))
+    return timings
+
+
+LAYER_ORDER = ("governance", "raw", "cleaned", "quality", "matching", "golden", "segments",
+               "enrichment", "published")
+
+
+def layer_table(timings: list[StepTiming], sampler: MemorySampler) -> pl.DataFrame:
+    """Wall time and peak RSS per layer (checks of a layer shown on their own line)."""
+    rows = []
+    for layer in sorted({t.layer for t in timings},
+                        key=lambda name: (LAYER_ORDER.index(name.split()[0])
+                                          if name.split()[0] in LAYER_ORDER else 99, name)):
+        steps = [t for t in timings if t.layer == layer]
+        rows.append({
+            "layer": layer,
+            "steps": len(steps),
+            "seconds": round(sum(t.end - t.start for t in steps), 1),
+            "peak_rss_mib": round(max(sampler.peak(t.start, t.end) for t in steps) / 2**20),
+        })
+    return pl.DataFrame(rows)
+
+
+def machine() -> dict[str, str]:
+    """What the benchmark ran on."""
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    if Path("/proc/meminfo").exists():
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kib / 2**20:.1f} GiB"
+    return {
+        "cpu": f"{os.cpu_count()} cores, {cpu}",
+        "memory": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": ", ".join(f"{p} {version(p)}" for p in
+                              ("dagster", "duckdb", "polars", "splink", "pandera")),
+    }
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join(lines)
+
+
+def run(persons: int, seed: int, work: Path, out: Path) -> Path:
+    """Generate, refresh, measure, score; return the results file."""
+    from cdi_pipeline.definitions import build_definitions  # noqa: PLC0415 (after env set-up)
+
+    input_dir, warehouse = work / "input", work / "warehouse"
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    started = time.time()
+    subprocess.run(
+        [sys.executable, "-m", "cdi_pipeline.datagen", "--persons", str(persons), "--seed",
+         str(seed), "--out", str(input_dir)],
+        check=True,
+    )
+    generated = time.time() - started
+    registry = load_registry(input_dir / "sources.yaml")
+    defs = build_definitions(input_dir / "sources.yaml", warehouse)
+    job = defs.resolve_job_def("full_refresh")
+    print(f"generated {persons:,} persons in {generated:.0f}s; running full_refresh ...",
+          flush=True)
+    with MemorySampler() as sampler:
+        began = time.time()
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
+                                        raise_on_error=False)
+        wall = time.time() - began
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        raise SystemExit(f"full_refresh failed in steps {failed}")
+    timings = step_timings(result)
+    layers = layer_table(timings, sampler)
+    con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
+    try:
+        records = con.sql("SELECT count(*) FROM cleaned.customer_records").fetchall()[0][0]
+        raw_rows = sum(
+            con.sql(f'SELECT count(*) FROM raw."{s.name}"').fetchall()[0][0]
+            for s in registry.identity_sources
+        )
+        xref = con.sql("SELECT source, source_record_id, customer_id "
+                       "FROM golden.customer_xref").pl()
+    finally:
+        con.close()
+    scores = score_clusters(xref, read_truth(registry.truth_file()))
+    comparisons = next(
+        (int(e.event_specific_data.materialization.metadata["comparisons_scored"].value)
+         for e in result.all_events
+         if e.event_type_value == "ASSET_MATERIALIZATION"
+         and e.event_specific_data.materialization.asset_key.path == ["matching", "pairs"]),
+        0,
+    )
+    peak = max((b for _, b in sampler.samples), default=0)
+    summary = pl.DataFrame({
+        "figure": ["identity records (raw)", "cleaned records", "full_refresh wall",
+                   "process peak RSS", "comparisons scored", "pairwise precision",
+                   "pairwise recall", "pairwise F1", "cluster (B-cubed) F1", "persons exact"],
+        "value": [f"{raw_rows:,}", f"{records:,}", f"{wall:.1f} s", f"{peak / 2**30:.2f} GiB",
+                  f"{comparisons:,}", f"{scores['pairwise_precision']:.4f}",
+                  f"{scores['pairwise_recall']:.4f}", f"{scores['pairwise_f1']:.4f}",
+                  f"{scores['bcubed_f1']:.4f}", f"{scores['persons_exact_share']:.2%}"],
+    })
+    info = machine()
+    text = "\n".join([
+        f"# full_refresh benchmark: {raw_rows:,} identity records ({persons:,} persons, "
+        f"seed {seed})",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench PERSONS={persons} "
+        f"SEED={seed}` (`python -m cdi_pipeline.bench`).",
+        "",
+        *(f"- {k}: {v}" for k, v in info.items()),
+        "",
+        "## Totals",
+        "",
+        _markdown(summary),
+        "",
+        "## Per layer",
+        "",
+        "Seconds are the sum of the layer's step durations; peak RSS is the process's highest",
+        "resident memory while one of its steps ran (the process, not the step alone).",
+        "",
+        _markdown(layers),
+        "",
+    ])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"full_refresh_{_size_label(raw_rows)}.md"
+    path.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"written to {path}")
+    return path
+
+
+def _size_label(records: int) -> str:
+    """'100k', '1m', '10m' for the results file name."""
+    for size, label in ((10_000_000, "10m"), (1_000_000, "1m"), (100_000, "100k")):
+        if records >= size * 0.9:
+            return label
+    return f"{records}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, default=43_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=None,
+                        help="scratch folder (default benchmarks/work/<persons>)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    run(args.persons, args.seed, args.work or WORK_DIR / str(args.persons), args.out)
+
+
+if __name__ == "__main__":
+    main()
