@@ -83,9 +83,9 @@ class StepTiming:
     end: float
 
 
-def _layer_of_step(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+def _layer_of_step(events: list[dg.DagsterEvent]) -> dict[str, str]:
     layers: dict[str, str] = {}
-    for event in result.all_events:
+    for event in events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             key = event.event_specific_data.materialization.asset_key
             layers.setdefault(event.step_key, key.path[0])
@@ -95,17 +95,19 @@ def _layer_of_step(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     return layers
 
 
-def step_timings(result: dg.ExecuteInProcessResult) -> list[StepTiming]:
-    """Start and end of every step, with its layer."""
-    layers = _layer_of_step(result)
+def step_timings(instance: dg.DagsterInstance, run_id: str) -> list[StepTiming]:
+    """Start and end of every step, with its layer, from the run's event log."""
+    entries = [e for e in instance.all_logs(run_id) if e.dagster_event is not None]
+    layers = _layer_of_step([e.dagster_event for e in entries])
     starts: dict[str, float] = {}
     timings = []
-    for event in result.all_events:
+    for entry in entries:
+        event = entry.dagster_event
         if event.event_type_value == "STEP_START":
-            starts[event.step_key] = event.timestamp
+            starts[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
             timings.append(StepTiming(event.step_key, layers.get(event.step_key, "other"),
-                                      starts[event.step_key], event.timestamp))
+                                      starts[event.step_key], entry.timestamp))
     return timings
 
 
@@ -175,15 +177,18 @@ def run(persons: int, seed: int, work: Path, out: Path) -> Path:
     job = defs.resolve_job_def("full_refresh")
     print(f"generated {persons:,} persons in {generated:.0f}s; running full_refresh ...",
           flush=True)
+    instance = dg.DagsterInstance.ephemeral()
     with MemorySampler() as sampler:
         began = time.time()
-        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
-                                        raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
         wall = time.time() - began
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         raise SystemExit(f"full_refresh failed in steps {failed}")
-    timings = step_timings(result)
+    timings = step_timings(instance, result.run_id)
     layers = layer_table(timings, sampler)
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
     try:

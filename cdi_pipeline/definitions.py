@@ -17,6 +17,7 @@ from cdi_pipeline.defs.governance.assets import build_governance_assets
 from cdi_pipeline.defs.jobs import build_jobs, quarterly_refresh_schedule
 from cdi_pipeline.defs.matching.assets import build_matching_assets
 from cdi_pipeline.defs.matching.checks import build_matching_checks
+from cdi_pipeline.defs.matching.incremental import build_incremental
 from cdi_pipeline.defs.published.assets import analytics_file, no_direct_identifiers
 from cdi_pipeline.defs.quality.assets import field_profile_asset, invalid_value_share_check
 from cdi_pipeline.defs.raw.assets import build_raw_assets
@@ -35,6 +36,7 @@ def build_definitions(
 ) -> dg.Definitions:
     """Assemble the code location for one source registry and warehouse folder."""
     registry = load_registry(registry_file or settings.registry_path())
+    incremental_job, incoming_sensor = build_incremental(registry)
     warehouse = WarehouseResource(directory=str(warehouse_dir or settings.warehouse_dir()))
     return dg.Definitions(
         assets=[
@@ -56,8 +58,9 @@ def build_definitions(
             *build_segment_checks(registry),
             no_direct_identifiers,
         ],
-        jobs=build_jobs(),
+        jobs=[*build_jobs(), incremental_job],
         schedules=[quarterly_refresh_schedule],
+        sensors=[incoming_sensor],
         resources={
             "warehouse": warehouse,
             "reference": FileReferenceResource(directory=str(settings.reference_dir())),

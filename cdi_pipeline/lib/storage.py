@@ -162,6 +162,60 @@ def replace_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWri
         raise
 
 
+@dataclass(frozen=True)
+class RowWrite:
+    """Rows of an existing table replaced by key: the rows whose key is in `delete_keys`
+    (default: the keys of `frame`) go, the rows of `frame` come in."""
+
+    schema: str
+    name: str
+    frame: pl.DataFrame
+    key_columns: tuple[str, ...]
+    delete_keys: pl.DataFrame | None = None
+
+    @property
+    def qualified(self) -> str:
+        """`schema.table`, for messages and metadata."""
+        return f"{self.schema}.{self.name}"
+
+
+def write_all(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[TableWrite] | tuple = (),
+    rows: list[RowWrite] | tuple = (),
+) -> None:
+    """Whole-table replacements and keyed row replacements in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for i, write in enumerate(tables):
+            view = f"__cdi_incoming_{i}"
+            con.register(view, write.frame.to_arrow())
+            schema = quote_identifier(write.schema)
+            table = f"{schema}.{quote_identifier(write.name)}"
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
+            con.unregister(view)
+            _comment(con, table, write)
+        for i, write in enumerate(rows):
+            table = f"{quote_identifier(write.schema)}.{quote_identifier(write.name)}"
+            keys = write.delete_keys if write.delete_keys is not None else write.frame
+            key_view, row_view = f"__cdi_keys_{i}", f"__cdi_rows_{i}"
+            con.register(key_view, keys.select(write.key_columns).unique().to_arrow())
+            con.register(row_view, write.frame.to_arrow())
+            columns = ", ".join(quote_identifier(c) for c in write.key_columns)
+            con.execute(
+                f"DELETE FROM {table} WHERE ({columns}) IN (SELECT ({columns}) FROM {key_view})"
+            )
+            if write.frame.height:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {row_view}")
+            con.unregister(key_view)
+            con.unregister(row_view)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     """Whether schema.name is a table of the connected database."""
     return bool(

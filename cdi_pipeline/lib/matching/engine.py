@@ -545,8 +545,13 @@ def linker_for(
     frame: pl.DataFrame,
     settings_dict: dict[str, Any],
     tf_tables: dict[str, pl.DataFrame] | None = None,
+    name_suffix: str = "",
 ) -> Linker:
-    """A linker over `frame` with a saved model's settings and frozen term frequencies."""
+    """A linker over `frame` with a saved model's settings and frozen term frequencies.
+
+    A backend registers each table name once: a second linker on the same backend needs
+    its own `name_suffix`.
+    """
     backend = db_api.sql_dialect.sql_dialect_str
     if trained_dialect(settings_dict) != backend:
         # DuckDB SQL runs on Spark without error but wrongly ("col" is a string there).
@@ -555,9 +560,12 @@ def linker_for(
             f"SQL is written for it, not for {backend}: retrain it on {backend} "
             "(materialise matching/model; it retrains when the backend changed)"
         )
-    linker = Linker(register_input(db_api, frame), json.loads(json.dumps(settings_dict)))
+    linker = Linker(
+        register_input(db_api, frame, table_name=f"cdi_match_input{name_suffix}"),
+        json.loads(json.dumps(settings_dict)),
+    )
     for col, table in (tf_tables or {}).items():
-        registered = register_input(db_api, table, table_name=f"cdi_tf_{col}")
+        registered = register_input(db_api, table, table_name=f"cdi_tf_{col}{name_suffix}")
         linker.table_management.register_term_frequency_lookup(registered, col)
     return linker
 

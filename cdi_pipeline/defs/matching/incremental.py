@@ -1,0 +1,391 @@
+"""Incremental refresh: files dropped in `incoming/<source>/` are loaded, cleaned and matched
+against the existing customers, and only the affected customers are rebuilt downstream."""
+
+import hashlib
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from cdi_pipeline.defs.cleaned.assets import ACTIVITIES, CUSTOMER_RECORDS, QUARANTINE
+from cdi_pipeline.defs.golden.assets import (
+    CUSTOMER_360,
+    CUSTOMER_ENRICHMENT,
+    CUSTOMER_FEATURES,
+    CUSTOMER_SEGMENTS,
+    CUSTOMERS,
+    FIELD_LINEAGE,
+)
+from cdi_pipeline.defs.matching.assets import (
+    CLUSTERS,
+    ID_HISTORY,
+    ID_MAP,
+    PAIRS,
+    REVIEW_QUEUE,
+    XREF,
+    backend_config,
+    models_dir,
+)
+from cdi_pipeline.defs.shared.config import run_date
+from cdi_pipeline.defs.shared.resources import (
+    WAREHOUSE_POOL,
+    ReferenceResource,
+    WarehouseResource,
+)
+from cdi_pipeline.lib.activities import clean_activity
+from cdi_pipeline.lib.cleaning import clean_source
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX, QUARANTINE_COLUMNS
+from cdi_pipeline.lib.enrichment.enrich import address_key, enrich_customers, quarter_of
+from cdi_pipeline.lib.golden.customer_360 import build_customer_360
+from cdi_pipeline.lib.golden.features import build_features
+from cdi_pipeline.lib.golden.survivorship import RECORD_COLUMNS as GOLDEN_COLUMNS
+from cdi_pipeline.lib.golden.survivorship import build_golden
+from cdi_pipeline.lib.governance import suppressed_rows
+from cdi_pipeline.lib.matching import engine
+from cdi_pipeline.lib.matching.incremental import closure, merge_outcome
+from cdi_pipeline.lib.matching.rules import read_overrides
+from cdi_pipeline.lib.matching.run import match
+from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, UNIQUE_ID, derive_spec, prepare_input
+from cdi_pipeline.lib.privacy import pseudonym_key
+from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.registry import Registry
+from cdi_pipeline.lib.segments.segments import build_segments
+from cdi_pipeline.lib.storage import RowWrite, TableWrite, read_table, table_exists, write_all
+
+INCREMENTAL_REFRESH = "incremental_refresh"
+INCOMING_SENSOR = "incoming_files_sensor"
+INCOMING_DIR = "incoming"
+LOADED_DIR = "loaded"
+_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
+
+
+class IncomingConfig(dg.Config):
+    """Files to load, as paths relative to the registry folder."""
+
+    files: list[str]
+    """e.g. incoming/crm_contacts/2026-12-01.csv; the folder names the source."""
+    reference_date: str | None = None
+    """ISO 'today' for features and enrichment; empty: registry, then the calendar."""
+
+
+def incoming_files(registry: Registry) -> list[Path]:
+    """Files waiting in incoming/<source>/ (not yet moved to loaded/), oldest first."""
+    root = registry.base_dir / INCOMING_DIR
+    names = {s.name for s in registry.sources}
+    found = [
+        p for p in root.glob("*/*")
+        if p.is_file() and p.parent.name in names and p.suffix in _FORMATS
+    ]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+def _source_of(registry: Registry, relative: str):
+    path = (registry.base_dir / relative).resolve()
+    if not path.is_relative_to((registry.base_dir / INCOMING_DIR).resolve()):
+        raise ValueError(f"{relative} is not inside {registry.base_dir / INCOMING_DIR}")
+    source = registry.source(path.parent.name)
+    if _FORMATS.get(path.suffix) != source.format:
+        raise ValueError(f"{path}: source {source.name!r} delivers {source.format} files")
+    return source.model_copy(update={"path": path.relative_to(registry.base_dir)}), path
+
+
+def build_incremental(registry: Registry):
+    """The incremental job and the sensor that starts it."""
+    cfg = registry.matching
+    affected_keys = [CUSTOMER_RECORDS, ACTIVITIES, QUARANTINE, PAIRS, REVIEW_QUEUE, CLUSTERS,
+                     XREF, ID_HISTORY, ID_MAP, CUSTOMERS, FIELD_LINEAGE, CUSTOMER_FEATURES,
+                     CUSTOMER_SEGMENTS, CUSTOMER_ENRICHMENT, CUSTOMER_360]
+
+    @dg.op(
+        name="incremental_match",
+        out={},
+        pool=WAREHOUSE_POOL,
+        description="Load, clean and match new files against the existing customers; rebuild "
+        "golden records, features, segments and enrichment of the affected customers only.",
+    )
+    def incremental_match(
+        context: dg.OpExecutionContext, config: IncomingConfig, warehouse: WarehouseResource,
+        reference: ReferenceResource,
+    ):
+        started = time.monotonic()
+        run_id = context.run.run_id
+        key = pseudonym_key(warehouse.root)
+        loads = [_source_of(registry, f) for f in config.files]
+        with warehouse.connect() as con:
+            suppression = (read_table(con, "governance", "suppression_list")
+                           if table_exists(con, "governance", "suppression_list") else None)
+            raw_columns = {
+                s.name: [r[0] for r in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'raw' "
+                    "AND table_name = ? ORDER BY column_index", [s.name]).fetchall()]
+                for s in registry.sources
+            }
+        raw_writes, new_records, quarantine_rows, new_events = [], [], [], []
+        for source, path in loads:
+            frame = load_source(registry, source, run_id=run_id).frame
+            if suppression is not None and suppression.height:
+                hit = suppressed_rows(frame, source.name, source.record_id,
+                                      source.fields.get("email"), source.fields.get("phone"),
+                                      source.country or "NL", suppression, key)
+                frame = frame.filter(~hit)
+            final = path.parent / LOADED_DIR / path.name
+            frame = frame.with_columns(pl.lit(str(final)).alias("_source_file"))
+            known = raw_columns[source.name]
+            raw_writes.append(RowWrite(
+                "raw", source.name, frame.select([c for c in frame.columns if c in known]),
+                (source.record_id,),
+            ))
+            if source.is_identity:
+                result = clean_source(frame, source, run_id=run_id)
+                new_records.append(result.records)
+                quarantine_rows.append(result.quarantine)
+            if source.activity is not None:
+                events = clean_activity(frame, source, run_id=run_id)
+                new_events.append(events.events)
+                quarantine_rows.append(events.quarantine)
+            context.log.info(f"{path}: {frame.height:,} rows for {source.name}")
+
+        with warehouse.connect() as con:
+            cleaned = read_table(con, "cleaned", "customer_records")
+            activities = read_table(con, "cleaned", "activities")
+            previous = {
+                "pairs": read_table(con, "matching", "pairs"),
+                "review_queue": read_table(con, "matching", "review_queue"),
+                "clusters": read_table(con, "matching", "clusters"),
+                "xref": read_table(con, "golden", "customer_xref"),
+                "id_history": read_table(con, "golden", "id_history"),
+                "id_map": read_table(con, "golden", "customer_id_map"),
+            }
+            features_before = read_table(con, "golden", "customer_features")
+            golden_before = read_table(con, "golden", "customers")
+            snapshots = (
+                con.sql("SELECT * FROM golden.customer_snapshots WHERE quarter = (SELECT "
+                        "max(quarter) FROM golden.customer_snapshots WHERE quarter < $q)",
+                        params={"q": quarter_of(run_date(config, registry))}).pl()
+                if table_exists(con, "golden", "customer_snapshots") else None
+            )
+        fresh = (pl.concat(new_records, how="diagonal_relaxed") if new_records
+                 else cleaned.clear())
+        keys = ["source", "source_record_id"]
+        changed = fresh.select(keys).join(cleaned.select(keys), on=keys, how="semi")
+        records_all = pl.concat(
+            [cleaned.join(changed, on=keys, how="anti"), fresh], how="diagonal_relaxed"
+        )
+        events_all = pl.concat([activities, *new_events], how="diagonal_relaxed").unique(
+            ["source", "event_id"], keep="last")
+        identifiers = [c for c in records_all.columns if c.startswith(IDENTIFIER_PREFIX)]
+        prepared = prepare_input(records_all.select(*RECORD_COLUMNS, *identifiers),
+                                 cfg.max_block_size)
+        spec = derive_spec(prepared, cfg.training_rules)
+        model = engine.load_current_model(models_dir(warehouse))
+        if model is None or model.spec_fingerprint != spec.fingerprint():
+            raise RuntimeError(
+                "the saved model does not fit the records with the new files (their fields "
+                "differ); run full_refresh, which retrains"
+            )
+        unique = pl.concat_str("source", pl.lit("|"), "source_record_id")
+        new_ids = fresh.select(unique.alias(UNIQUE_ID)).get_column(UNIQUE_ID)
+        changed_ids = changed.select(unique.alias(UNIQUE_ID)).get_column(UNIQUE_ID)
+        if fresh.height:
+            merged, outcome_xref, touched, found_candidates, rematched = _rematch(
+                registry, warehouse, prepared, spec, model, new_ids, changed_ids, previous,
+                run_id,
+            )
+        else:
+            merged, found_candidates, rematched = previous, 0, 0
+            outcome_xref, touched = previous["xref"].clear(), previous["xref"].select(
+                "customer_id").clear()
+        # Customers the new events (orders, say) point at get new features as well.
+        referenced = pl.concat(
+            [e.select("customer_source", "customer_record_id") for e in new_events]
+            or [activities.select("customer_source", "customer_record_id").clear()]
+        ).rename({"customer_source": "source", "customer_record_id": "source_record_id"})
+        by_events = merged["xref"].join(referenced, on=keys, how="semi").select("customer_id")
+        touched = pl.concat([touched, by_events]).unique()
+        outcome_xref = pl.concat([
+            outcome_xref,
+            merged["xref"].join(by_events, on="customer_id", how="semi")
+            .join(outcome_xref.select(keys), on=keys, how="anti"),
+        ], how="diagonal_relaxed")
+        # Golden records, features, segments and enrichment of the touched customers only.
+        current = outcome_xref.select(*keys, "customer_id", "match_confidence")
+        golden_records = records_all.join(current.select(keys), on=keys, how="semi")
+        own_events = events_all.filter(pl.col("customer_source") == pl.col("source"))
+        golden = build_golden(golden_records.select(GOLDEN_COLUMNS), current, own_events,
+                              registry.golden)
+        today = run_date(config, registry)
+        features = build_features(golden.customers.select("customer_id"), events_all,
+                                  merged["xref"], today).features
+        features_all = pl.concat([
+            features_before.join(touched, on="customer_id", how="anti"), features
+        ], how="diagonal_relaxed")
+        golden_all = pl.concat([
+            golden_before.join(touched, on="customer_id", how="anti"), golden.customers
+        ], how="diagonal_relaxed")
+        # Scores are quantiles over all buyers; only the touched customers' rows are written.
+        segments = build_segments(features_all, golden_all, registry.segments).join(
+            golden.customers.select("customer_id"), on="customer_id", how="semi")
+        previous_addresses = (
+            snapshots.select("customer_id", "quarter", address_key().alias("address_key"))
+            if snapshots is not None and snapshots.height else None
+        )
+        enrichment = enrich_customers(golden.customers, previous_addresses,
+                                      reference.provider(), today)
+        table_360 = build_customer_360(golden.customers, features, segments, enrichment)
+        by_customer = touched.select("customer_id")
+        rows = [
+            *raw_writes,
+            RowWrite("cleaned", "customer_records", fresh, tuple(keys)),
+            RowWrite("cleaned", "activities",
+                     pl.concat(new_events, how="diagonal_relaxed") if new_events
+                     else activities.clear(), ("source", "event_id")),
+            RowWrite("quality", "quarantine",
+                     pl.concat(quarantine_rows, how="diagonal_relaxed") if quarantine_rows
+                     else read_table_empty(), ("source", "source_file")),
+            RowWrite("golden", "customers", golden.customers, ("customer_id",), by_customer),
+            RowWrite("golden", "field_lineage", golden.lineage, ("customer_id",), by_customer),
+            RowWrite("golden", "customer_features", features, ("customer_id",), by_customer),
+            RowWrite("segments", "customer_segments", segments, ("customer_id",), by_customer),
+            RowWrite("enrichment", "customer_enrichment", enrichment, ("customer_id",),
+                     by_customer),
+            RowWrite("golden", "customer_360", table_360, ("customer_id",), by_customer),
+        ]
+        tables = [
+            TableWrite("matching", "pairs", merged["pairs"], "Scored record pairs."),
+            TableWrite("matching", "review_queue", merged["review_queue"], "Uncertain pairs."),
+            TableWrite("matching", "clusters", merged["clusters"], "One row per customer."),
+            TableWrite("golden", "customer_xref", merged["xref"], "The identity map."),
+            TableWrite("golden", "id_history", merged["id_history"], "Customer id events."),
+            TableWrite("golden", "customer_id_map", merged["id_map"], "Every id ever issued."),
+        ]
+        with warehouse.connect() as con:
+            comments = _comments(con, [(t.schema, t.name) for t in tables])
+            tables = [TableWrite(t.schema, t.name, t.frame, comments[(t.schema, t.name)][0],
+                                 comments[(t.schema, t.name)][1]) for t in tables]
+            write_all(con, tables, rows)
+        for _, path in loads:
+            target = path.parent / LOADED_DIR / path.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.move(str(path), target)
+        seconds = round(time.monotonic() - started, 2)
+        stats = {
+            "files": len(loads), "new_records": fresh.height, "changed_records": changed.height,
+            "blocking_candidates": found_candidates, "records_rematched": rematched,
+            "customers_touched": touched.height, "seconds": seconds,
+        }
+        context.log.info(f"incremental refresh: {stats}")
+        for asset_key in affected_keys:
+            yield dg.AssetMaterialization(
+                asset_key=asset_key,
+                description="Updated by incremental_refresh for the affected customers.",
+                metadata={**{k: dg.MetadataValue.int(v) if isinstance(v, int)
+                             else dg.MetadataValue.float(float(v)) for k, v in stats.items()},
+                          "files_loaded": dg.MetadataValue.text(", ".join(config.files))},
+            )
+
+    @dg.job(name=INCREMENTAL_REFRESH, description="Match files dropped in incoming/<source>/ "
+            "against existing customers; rebuild only the affected customers downstream.",
+            tags={"cdi/job": INCREMENTAL_REFRESH})
+    def incremental_refresh() -> None:
+        incremental_match()
+
+    @dg.sensor(job=incremental_refresh, name=INCOMING_SENSOR, minimum_interval_seconds=60,
+               description="Starts incremental_refresh for files dropped in incoming/<source>/.")
+    def incoming_files_sensor(context: dg.SensorEvaluationContext):
+        waiting = incoming_files(registry)
+        if not waiting:
+            return dg.SkipReason(f"no files in {registry.base_dir / INCOMING_DIR}/<source>/")
+        relative = [str(p.relative_to(registry.base_dir)) for p in waiting]
+        stamp = ",".join(f"{r}@{p.stat().st_mtime_ns}" for r, p in zip(relative, waiting,
+                                                                          strict=True))
+        # One run per distinct set of waiting files; the run moves them to loaded/.
+        return dg.RunRequest(
+            run_key=hashlib.sha1(stamp.encode()).hexdigest(),
+            run_config={"ops": {"incremental_match": {"config": {"files": relative}}}},
+        )
+
+    return incremental_refresh, incoming_files_sensor
+
+
+def _rematch(
+    registry: Registry, warehouse: WarehouseResource, prepared: pl.DataFrame, spec, model,
+    new_ids: pl.Series, changed_ids: pl.Series, previous: dict, run_id: str,
+):
+    """Score the new records against their blocking candidates, widen to the affected
+    customers, and run the full matching pass over that closure only."""
+    cfg = registry.matching
+    unique = pl.concat_str("source", pl.lit("|"), "source_record_id")
+    floor = max(cfg.min_pair_probability, min(
+        cfg.match_threshold, cfg.review_band[0], cfg.attach_min_probability or 1.0))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.open_backend(backend_config(registry, warehouse)) as db_api:
+        linkers = []
+
+        def linker_over(frame: pl.DataFrame):
+            linkers.append(frame.height)
+            return engine.linker_for(db_api, frame, model.splink_settings,
+                                     model.term_frequencies, name_suffix=f"_{len(linkers)}")
+
+        found = closure(prepared, new_ids, changed_ids, previous["xref"], linker_over, spec,
+                        floor=floor,
+                        budget=cfg.max_comparisons_per_record * max(prepared.height, 1))
+        # One more hop: an affected record's other strong pairs decide whether it may be
+        # attached or linked, so their customers belong in the pass as well.
+        members = found.records.get_column(UNIQUE_ID).implode()
+        pair_key = {s: pl.concat_str(f"source_{s}", pl.lit("|"), f"source_record_id_{s}")
+                    for s in ("l", "r")}
+        strong = previous["pairs"].filter(pl.col("match_probability") >= floor).select(
+            pair_key["l"].alias("a"), pair_key["r"].alias("b"))
+        neighbours = pl.concat([
+            strong.filter(pl.col("a").is_in(members)).select(pl.col("b").alias(UNIQUE_ID)),
+            strong.filter(pl.col("b").is_in(members)).select(pl.col("a").alias(UNIQUE_ID)),
+        ])
+        keyed_xref = previous["xref"].select(unique.alias(UNIQUE_ID), "customer_id")
+        affected = pl.concat([
+            found.affected_customers,
+            keyed_xref.join(neighbours, on=UNIQUE_ID, how="semi").select("customer_id"),
+        ]).unique()
+        closure_ids = pl.concat([
+            keyed_xref.join(affected, on="customer_id", how="semi").select(UNIQUE_ID),
+            new_ids.to_frame(UNIQUE_ID),
+        ]).unique()
+        frame = prepared.join(closure_ids, on=UNIQUE_ID, how="semi")
+        overrides = read_overrides(registry.overrides_file(), prepared.get_column(UNIQUE_ID))
+        outcome = match(
+            frame, linker_over(frame), spec, overrides,
+            previous["xref"].filter(unique.is_in(closure_ids.get_column(UNIQUE_ID)
+                                                 .implode())),
+            previous["id_map"],
+            threshold=cfg.match_threshold, review_band=cfg.review_band,
+            min_probability=cfg.min_pair_probability,
+            max_comparisons=cfg.max_comparisons_per_record * max(frame.height, 1),
+            birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
+            attach_min_probability=cfg.attach_min_probability,
+            max_component_size=10 * cfg.max_cluster_size,
+            run_id=run_id, model_version=model.version, now=now,
+        )
+    merged = merge_outcome(previous, outcome, closure_ids, affected)
+    touched = pl.concat([affected, outcome.clusters.select("customer_id")]).unique()
+    return merged, outcome.xref, touched, found.candidates, frame.height
+
+
+def _comments(con, tables: list[tuple[str, str]]) -> dict:
+    """Existing table and column comments, kept when a table is rewritten."""
+    out = {}
+    for schema, name in tables:
+        table_comment = con.execute(
+            "SELECT coalesce(comment, '') FROM duckdb_tables() WHERE schema_name = ? AND "
+            "table_name = ?", [schema, name]).fetchall()
+        columns = dict(con.execute(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = ? AND "
+            "table_name = ? AND comment IS NOT NULL", [schema, name]).fetchall())
+        out[(schema, name)] = (table_comment[0][0] if table_comment else "", columns)
+    return out
+
+
+def read_table_empty() -> pl.DataFrame:
+    """No quarantine rows."""
+    return pl.DataFrame(schema={n: s.dtype for n, s in QUARANTINE_COLUMNS.items()})

@@ -1,0 +1,156 @@
+"""Incremental matching: new records matched against existing customers without a rebuild.
+
+1. The new records and every existing record sharing a blocking key with one of them are
+   scored (Splink, the saved model and its frozen term frequencies), keeping only pairs that
+   involve a new record. That finds the customers a new record could join.
+2. The affected closure, every record of those customers plus the new records, goes through
+   the full matching pass (deterministic rules, overrides, clustering, attachment, id
+   assignment against the previous ids). Clusters outside it cannot change: no new pair
+   touches them.
+3. The result replaces the closure's rows in the identity tables; everything else stays.
+
+The input is prepared on all records together, so generic values (an email held by more
+than `max_block_size` records) are judged exactly as a full run judges them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from cdi_pipeline.lib.matching.ids import ID_MAP_SCHEMA
+from cdi_pipeline.lib.matching.rules import deterministic_pairs
+from cdi_pipeline.lib.matching.run import MatchOutcome, score_pairs
+from cdi_pipeline.lib.matching.spec import UNIQUE_ID, ModelSpec
+
+
+@dataclass(frozen=True)
+class Closure:
+    """The records an incremental batch can affect."""
+
+    candidates: int  # existing records sharing a blocking key with a new record
+    affected_customers: pl.DataFrame  # customer_id (previous ids touched by the batch)
+    records: pl.DataFrame  # unique_id of every record to re-match (new + affected customers)
+
+
+def blocking_candidates(prepared: pl.DataFrame, new_ids: pl.Series, spec: ModelSpec) -> pl.Series:
+    """Existing records that share at least one blocking-rule key with a new record."""
+    is_new = pl.col(UNIQUE_ID).is_in(new_ids.implode())
+    new = prepared.filter(is_new)
+    existing = prepared.filter(~is_new)
+    found = []
+    for rule in spec.blocking_rules:
+        keys = new.select(rule).drop_nulls().unique()
+        if keys.is_empty():
+            continue
+        found.append(existing.drop_nulls(rule).join(keys, on=rule, how="semi").select(UNIQUE_ID))
+    if not found:
+        return pl.Series(UNIQUE_ID, [], dtype=pl.String)
+    return pl.concat(found).unique().get_column(UNIQUE_ID)
+
+
+def closure(
+    prepared: pl.DataFrame,
+    new_ids: pl.Series,
+    changed_ids: pl.Series,
+    previous_xref: pl.DataFrame,
+    linker_over: Any,
+    spec: ModelSpec,
+    *,
+    floor: float,
+    budget: float,
+) -> Closure:
+    """Score new records against their blocking candidates; collect the affected customers.
+
+    `linker_over(frame)` returns a Splink linker over a prepared frame. `floor` is the lowest
+    probability any later step acts on (attachment, review, linking).
+    """
+    candidates = blocking_candidates(prepared, new_ids, spec)
+    frame = prepared.filter(
+        pl.col(UNIQUE_ID).is_in(new_ids.implode()) | pl.col(UNIQUE_ID).is_in(candidates.implode())
+    )
+    scored, _, _ = score_pairs(linker_over(frame), spec, min_probability=floor, budget=budget,
+                               charts_dir=None)
+    rule_pairs = deterministic_pairs(frame).select("unique_id_l", "unique_id_r")
+    new = new_ids.implode()
+    touching = pl.concat([
+        scored.select("unique_id_l", "unique_id_r"), rule_pairs
+    ]).filter(pl.col("unique_id_l").is_in(new) | pl.col("unique_id_r").is_in(new))
+    partners = pl.concat([
+        touching.select(pl.col("unique_id_l").alias(UNIQUE_ID)),
+        touching.select(pl.col("unique_id_r").alias(UNIQUE_ID)),
+        changed_ids.to_frame(UNIQUE_ID),
+    ]).unique()
+    keyed = previous_xref.select(
+        (pl.col("source") + "|" + pl.col("source_record_id")).alias(UNIQUE_ID), "customer_id"
+    )
+    affected = keyed.join(partners, on=UNIQUE_ID, how="semi").select("customer_id").unique()
+    records = pl.concat([
+        keyed.join(affected, on="customer_id", how="semi").select(UNIQUE_ID),
+        new_ids.to_frame(UNIQUE_ID),
+    ]).unique()
+    return Closure(candidates=candidates.len(), affected_customers=affected, records=records)
+
+
+def merge_id_map(
+    previous_map: pl.DataFrame, subset_map: pl.DataFrame, affected_ids: pl.DataFrame,
+    assigned_ids: pl.DataFrame,
+) -> pl.DataFrame:
+    """The id map after an incremental batch.
+
+    `subset_map` came from id assignment over the closure only, so it knows nothing of the
+    other customers (it would call them retired). Rows about ids the batch touched come from
+    it; every other row is kept as it was.
+    """
+    touched = pl.concat([
+        previous_map.filter(
+            pl.col("current_customer_id").is_in(affected_ids.get_column("customer_id").implode())
+        ).select("customer_id"),
+        affected_ids,
+        assigned_ids,
+    ]).unique()
+    kept = previous_map.join(touched, on="customer_id", how="anti")
+    updated = subset_map.join(touched, on="customer_id", how="semi")
+    return pl.concat([kept.cast(ID_MAP_SCHEMA), updated.cast(ID_MAP_SCHEMA)]).sort(
+        "customer_id"
+    )
+
+
+def merge_outcome(
+    previous: dict[str, pl.DataFrame], outcome: MatchOutcome, closure_ids: pl.DataFrame,
+    affected: pl.DataFrame,
+) -> dict[str, pl.DataFrame]:
+    """The identity tables after a batch: the closure's rows replaced, the rest kept.
+
+    `previous` holds the current pairs, review_queue, clusters, xref, id_history and id_map.
+    """
+    key = pl.concat_str("source", pl.lit("|"), "source_record_id")
+    in_closure = closure_ids.get_column(UNIQUE_ID).implode()
+
+    def side(s: str) -> pl.Expr:
+        return pl.concat_str(f"source_{s}", pl.lit("|"), f"source_record_id_{s}").is_in(
+            in_closure
+        )
+
+    old_ids = affected.get_column("customer_id").implode()
+    new_ids = outcome.clusters.select("customer_id")
+    xref = pl.concat([
+        previous["xref"].filter(~key.is_in(in_closure)), outcome.xref
+    ], how="diagonal_relaxed").sort("source", "source_record_id")
+    clusters = pl.concat([
+        previous["clusters"].filter(~pl.col("customer_id").is_in(old_ids)).join(
+            new_ids, on="customer_id", how="anti"),
+        outcome.clusters,
+    ], how="diagonal_relaxed").sort("customer_id")
+    pairs = pl.concat([
+        previous["pairs"].filter(~(side("l") & side("r"))), outcome.pairs
+    ], how="diagonal_relaxed")
+    review = pl.concat([
+        previous["review_queue"].filter(~(side("l") & side("r"))), outcome.review_queue
+    ], how="diagonal_relaxed")
+    history = pl.concat([previous["id_history"], outcome.ids.events], how="diagonal_relaxed")
+    id_map = merge_id_map(previous["id_map"], outcome.ids.id_map, affected, new_ids)
+    return {"pairs": pairs, "review_queue": review, "clusters": clusters, "xref": xref,
+            "id_history": history, "id_map": id_map}
