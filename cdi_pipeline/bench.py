@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -159,7 +160,79 @@ def _markdown(frame: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def run(persons: int, seed: int, work: Path, out: Path) -> Path:
+def _execute(defs, job_name: str, sampler: MemorySampler, run_config: dict | None = None):
+    """Run a job in-process on a fresh ephemeral instance; return (result, instance, wall,
+    peak RSS during the run)."""
+    instance = dg.DagsterInstance.ephemeral()
+    began = time.time()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={**(run_config or {}),
+                    "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    ended = time.time()
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        raise SystemExit(f"{job_name} failed in steps {failed}")
+    return result, instance, ended - began, sampler.peak(began, ended)
+
+
+def _xref(warehouse: Path) -> pl.DataFrame:
+    con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
+    try:
+        return con.sql("SELECT source, source_record_id, customer_id "
+                       "FROM golden.customer_xref").pl()
+    finally:
+        con.close()
+
+
+def incremental_scenario(source_input: Path, work: Path, share: float,
+                         sampler: MemorySampler) -> pl.DataFrame:
+    """Hold back `share` of every file, refresh, then load the rest incrementally and by a
+    full rebuild from the same state; compare time and customer ids."""
+    from cdi_pipeline.definitions import build_definitions  # noqa: PLC0415
+    from cdi_pipeline.defs.matching.incremental import INCREMENTAL_REFRESH  # noqa: PLC0415
+
+    input_dir = work / "input"
+    shutil.copytree(source_input, input_dir)
+    files = hold_back(input_dir, share)
+    base = work / "warehouse"
+    print(f"incremental scenario: full_refresh without {share:.0%} of the rows ...", flush=True)
+    _, _, base_wall, _ = _execute(build_definitions(input_dir / "sources.yaml", base),
+                                  "full_refresh", sampler)
+    incremental = work / "warehouse_incremental"
+    shutil.copytree(base, incremental, symlinks=True)
+    print("incremental_refresh of the held-back rows ...", flush=True)
+    result, _, inc_wall, inc_peak = _execute(
+        build_definitions(input_dir / "sources.yaml", incremental), INCREMENTAL_REFRESH,
+        sampler, {"ops": {"incremental_match": {"config": {"files": files}}}})
+    stats = next(
+        {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
+        for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+    )
+    _restore(input_dir, files)
+    print("full_refresh with the held-back rows, for comparison ...", flush=True)
+    _, _, full_wall, full_peak = _execute(
+        build_definitions(input_dir / "sources.yaml", base), "full_refresh", sampler)
+    joined = _xref(incremental).join(_xref(base), on=["source", "source_record_id"],
+                                     how="full", coalesce=True, suffix="_full")
+    same = joined.filter(pl.col("customer_id").eq_missing(pl.col("customer_id_full"))).height
+    return pl.DataFrame({
+        "figure": ["rows held back per file", "new identity records", "blocking candidates",
+                   "records re-matched", "customers touched", "incremental_refresh wall",
+                   "incremental peak RSS", "full_refresh with the batch (model reused)",
+                   "full_refresh peak RSS", "incremental / full time",
+                   "records with the same customer id"],
+        "value": [f"{share:.0%}", f"{stats['new_records']:,}",
+                  f"{stats['blocking_candidates']:,}", f"{stats['records_rematched']:,}",
+                  f"{stats['customers_touched']:,}", f"{inc_wall:.1f} s",
+                  f"{inc_peak / 2**30:.2f} GiB", f"{full_wall:.1f} s",
+                  f"{full_peak / 2**30:.2f} GiB", f"{inc_wall / full_wall:.1%}",
+                  f"{same / joined.height:.3%} ({joined.height - same:,} differ)"],
+    }), base_wall
+
+
+def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float = 0.01) -> Path:
     """Generate, refresh, measure, score; return the results file."""
     from cdi_pipeline.definitions import build_definitions  # noqa: PLC0415 (after env set-up)
 
@@ -174,20 +247,14 @@ def run(persons: int, seed: int, work: Path, out: Path) -> Path:
     generated = time.time() - started
     registry = load_registry(input_dir / "sources.yaml")
     defs = build_definitions(input_dir / "sources.yaml", warehouse)
-    job = defs.resolve_job_def("full_refresh")
     print(f"generated {persons:,} persons in {generated:.0f}s; running full_refresh ...",
           flush=True)
-    instance = dg.DagsterInstance.ephemeral()
     with MemorySampler() as sampler:
-        began = time.time()
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        )
-        wall = time.time() - began
-    if not result.success:
-        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        raise SystemExit(f"full_refresh failed in steps {failed}")
+        result, instance, wall, _ = _execute(defs, "full_refresh", sampler)
+        incremental = None
+        if incremental_share > 0:
+            incremental, _ = incremental_scenario(input_dir, work / "incremental",
+                                                  incremental_share, sampler)
     timings = step_timings(instance, result.run_id)
     layers = layer_table(timings, sampler)
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
@@ -240,6 +307,17 @@ def run(persons: int, seed: int, work: Path, out: Path) -> Path:
         "",
         _markdown(layers),
         "",
+        *([
+            "## Incremental matching",
+            "",
+            f"The last {incremental_share:.0%} of every source file is held back; full_refresh "
+            "builds the warehouse from the rest. The held-back rows then arrive as "
+            "incoming files (incremental_refresh on a copy) and, for comparison, appended to "
+            "the sources followed by a full_refresh from the same state.",
+            "",
+            _markdown(incremental),
+            "",
+        ] if incremental is not None else []),
     ])
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"full_refresh_{_size_label(raw_rows)}.md"
@@ -247,6 +325,51 @@ def run(persons: int, seed: int, work: Path, out: Path) -> Path:
     print(text)
     print(f"written to {path}")
     return path
+
+
+def hold_back(input_dir: Path, share: float) -> list[str]:
+    """Move the last `share` of every source file's rows to incoming/<source>/batch.<ext>;
+    return the moved files relative to the registry folder."""
+    registry = load_registry(input_dir / "sources.yaml")
+    moved = []
+    for source in registry.sources:
+        path = registry.file_of(source)
+        target = input_dir / "incoming" / source.name / f"batch{path.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.format == "parquet":
+            frame = pl.read_parquet(path)
+            keep = frame.height - max(1, int(frame.height * share))
+            frame.head(keep).write_parquet(path)
+            frame.slice(keep).write_parquet(target)
+        else:
+            # Byte lines: the file's own encoding survives untouched.
+            lines = path.read_bytes().splitlines(keepends=True)
+            header = [lines[0]] if source.format == "csv" else []
+            body = lines[len(header):]
+            keep = len(body) - max(1, int(len(body) * share))
+            path.write_bytes(b"".join(header + body[:keep]))
+            target.write_bytes(b"".join(header + body[keep:]))
+        moved.append(str(target.relative_to(input_dir)))
+    return moved
+
+
+def _restore(input_dir: Path, files: list[str]) -> None:
+    """Append the held-back rows to their source files again (for the full rebuild)."""
+    registry = load_registry(input_dir / "sources.yaml")
+    for relative in files:
+        batch = input_dir / relative
+        if not batch.exists():
+            batch = batch.parent / "loaded" / batch.name
+        source = registry.source(batch.parent.name if batch.parent.name != "loaded"
+                                 else batch.parent.parent.name)
+        path = registry.file_of(source)
+        if source.format == "parquet":
+            pl.concat([pl.read_parquet(path), pl.read_parquet(batch)],
+                      how="diagonal_relaxed").write_parquet(path)
+        else:
+            lines = batch.read_bytes().splitlines(keepends=True)
+            path.write_bytes(path.read_bytes() + b"".join(
+                lines[1:] if source.format == "csv" else lines))
 
 
 def _size_label(records: int) -> str:
@@ -264,8 +387,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=None,
                         help="scratch folder (default benchmarks/work/<persons>)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--incremental-share", type=float, default=0.01,
+                        help="share of rows for the incremental scenario (0: skip it)")
     args = parser.parse_args(argv)
-    run(args.persons, args.seed, args.work or WORK_DIR / str(args.persons), args.out)
+    run(args.persons, args.seed, args.work or WORK_DIR / str(args.persons), args.out,
+        args.incremental_share)
 
 
 if __name__ == "__main__":
