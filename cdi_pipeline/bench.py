@@ -13,6 +13,7 @@ benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -34,6 +35,7 @@ from cdi_pipeline.lib.registry import load_registry
 from cdi_pipeline.settings import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+CHILD_MARK = "BENCH_CHILD_RESULT "
 WORK_DIR = PROJECT_ROOT / "benchmarks" / "work"
 
 
@@ -186,50 +188,74 @@ def _xref(warehouse: Path) -> pl.DataFrame:
         con.close()
 
 
-def incremental_scenario(source_input: Path, work: Path, share: float,
-                         sampler: MemorySampler) -> pl.DataFrame:
-    """Hold back `share` of every file, refresh, then load the rest incrementally and by a
-    full rebuild from the same state; compare time and customer ids."""
+def _child(job: str, registry: Path, warehouse: Path, files: list[str] | None = None) -> dict:
+    """Run one job in a fresh child process (its memory is its own); return its figures."""
+    command = [sys.executable, "-m", "cdi_pipeline.bench", "--child-job", job,
+               "--child-registry", str(registry), "--child-warehouse", str(warehouse)]
+    if files:
+        command += ["--child-files", *files]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(CHILD_MARK)]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{job} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len(CHILD_MARK):])
+
+
+def run_child(job: str, registry: Path, warehouse: Path, files: list[str] | None) -> None:
+    """The child side of `_child`: run, sample memory, print one result line."""
     from cdi_pipeline.definitions import build_definitions  # noqa: PLC0415
+
+    defs = build_definitions(registry, warehouse)
+    config = {"ops": {"incremental_match": {"config": {"files": files}}}} if files else None
+    with MemorySampler() as sampler:
+        result, _, wall, peak = _execute(defs, job, sampler, config)
+    stats = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            stats = {k: v.value for k, v in
+                     event.event_specific_data.materialization.metadata.items()
+                     if isinstance(v.value, int | float)}
+            break
+    print(CHILD_MARK + json.dumps({"wall": wall, "peak": peak, "stats": stats}), flush=True)
+
+
+def incremental_scenario(source_input: Path, work: Path, share: float) -> pl.DataFrame:
+    """Hold back `share` of every file, refresh, then load the rest incrementally and by a
+    full rebuild from the same state; compare time, memory and customer ids. Each run is a
+    child process, so each peak is that run's own."""
     from cdi_pipeline.defs.matching.incremental import INCREMENTAL_REFRESH  # noqa: PLC0415
 
     input_dir = work / "input"
     shutil.copytree(source_input, input_dir)
     files = hold_back(input_dir, share)
+    registry = input_dir / "sources.yaml"
     base = work / "warehouse"
     print(f"incremental scenario: full_refresh without {share:.0%} of the rows ...", flush=True)
-    _, _, base_wall, _ = _execute(build_definitions(input_dir / "sources.yaml", base),
-                                  "full_refresh", sampler)
+    _child("full_refresh", registry, base)
     incremental = work / "warehouse_incremental"
     shutil.copytree(base, incremental, symlinks=True)
     print("incremental_refresh of the held-back rows ...", flush=True)
-    result, _, inc_wall, inc_peak = _execute(
-        build_definitions(input_dir / "sources.yaml", incremental), INCREMENTAL_REFRESH,
-        sampler, {"ops": {"incremental_match": {"config": {"files": files}}}})
-    stats = next(
-        {k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
-        for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
-    )
+    inc = _child(INCREMENTAL_REFRESH, registry, incremental, files)
     _restore(input_dir, files)
     print("full_refresh with the held-back rows, for comparison ...", flush=True)
-    _, _, full_wall, full_peak = _execute(
-        build_definitions(input_dir / "sources.yaml", base), "full_refresh", sampler)
+    full = _child("full_refresh", registry, base)
     joined = _xref(incremental).join(_xref(base), on=["source", "source_record_id"],
                                      how="full", coalesce=True, suffix="_full")
     same = joined.filter(pl.col("customer_id").eq_missing(pl.col("customer_id_full"))).height
+    stats = inc["stats"]
     return pl.DataFrame({
         "figure": ["rows held back per file", "new identity records", "blocking candidates",
                    "records re-matched", "customers touched", "incremental_refresh wall",
-                   "incremental peak RSS", "full_refresh with the batch (model reused)",
+                   "incremental_refresh peak RSS", "full_refresh with the batch (model reused)",
                    "full_refresh peak RSS", "incremental / full time",
                    "records with the same customer id"],
         "value": [f"{share:.0%}", f"{stats['new_records']:,}",
                   f"{stats['blocking_candidates']:,}", f"{stats['records_rematched']:,}",
-                  f"{stats['customers_touched']:,}", f"{inc_wall:.1f} s",
-                  f"{inc_peak / 2**30:.2f} GiB", f"{full_wall:.1f} s",
-                  f"{full_peak / 2**30:.2f} GiB", f"{inc_wall / full_wall:.1%}",
+                  f"{stats['customers_touched']:,}", f"{inc['wall']:.1f} s",
+                  f"{inc['peak'] / 2**30:.2f} GiB", f"{full['wall']:.1f} s",
+                  f"{full['peak'] / 2**30:.2f} GiB", f"{inc['wall'] / full['wall']:.1%}",
                   f"{same / joined.height:.3%} ({joined.height - same:,} differ)"],
-    }), base_wall
+    })
 
 
 def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float = 0.01) -> Path:
@@ -251,10 +277,9 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
           flush=True)
     with MemorySampler() as sampler:
         result, instance, wall, _ = _execute(defs, "full_refresh", sampler)
-        incremental = None
-        if incremental_share > 0:
-            incremental, _ = incremental_scenario(input_dir, work / "incremental",
-                                                  incremental_share, sampler)
+    incremental = None
+    if incremental_share > 0:
+        incremental = incremental_scenario(input_dir, work / "incremental", incremental_share)
     timings = step_timings(instance, result.run_id)
     layers = layer_table(timings, sampler)
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
@@ -389,7 +414,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--incremental-share", type=float, default=0.01,
                         help="share of rows for the incremental scenario (0: skip it)")
+    parser.add_argument("--child-job", help=argparse.SUPPRESS)
+    parser.add_argument("--child-registry", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-warehouse", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-files", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_job:
+        run_child(args.child_job, args.child_registry, args.child_warehouse, args.child_files)
+        return
     run(args.persons, args.seed, args.work or WORK_DIR / str(args.persons), args.out,
         args.incremental_share)
 

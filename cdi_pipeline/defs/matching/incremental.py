@@ -324,10 +324,11 @@ def _rematch(
     with engine.open_backend(backend_config(registry, warehouse)) as db_api:
         linkers = []
 
-        def linker_over(frame: pl.DataFrame):
+        def linker_over(frame: pl.DataFrame, link_to: pl.DataFrame | None = None):
             linkers.append(frame.height)
             return engine.linker_for(db_api, frame, model.splink_settings,
-                                     model.term_frequencies, name_suffix=f"_{len(linkers)}")
+                                     model.term_frequencies, name_suffix=f"_{len(linkers)}",
+                                     link_to=link_to)
 
         found = closure(prepared, new_ids, changed_ids, previous["xref"], linker_over, spec,
                         floor=floor,

@@ -546,11 +546,13 @@ def linker_for(
     settings_dict: dict[str, Any],
     tf_tables: dict[str, pl.DataFrame] | None = None,
     name_suffix: str = "",
+    link_to: pl.DataFrame | None = None,
 ) -> Linker:
     """A linker over `frame` with a saved model's settings and frozen term frequencies.
 
     A backend registers each table name once: a second linker on the same backend needs
-    its own `name_suffix`.
+    its own `name_suffix`. With `link_to`, only pairs across the two frames are compared
+    (Splink's link_only): new records against existing ones, not existing among themselves.
     """
     backend = db_api.sql_dialect.sql_dialect_str
     if trained_dialect(settings_dict) != backend:
@@ -560,10 +562,13 @@ def linker_for(
             f"SQL is written for it, not for {backend}: retrain it on {backend} "
             "(materialise matching/model; it retrains when the backend changed)"
         )
-    linker = Linker(
-        register_input(db_api, frame, table_name=f"cdi_match_input{name_suffix}"),
-        json.loads(json.dumps(settings_dict)),
-    )
+    settings = json.loads(json.dumps(settings_dict))
+    inputs = register_input(db_api, frame, table_name=f"cdi_match_input{name_suffix}")
+    if link_to is not None:
+        settings["link_type"] = "link_only"
+        inputs = [inputs, register_input(db_api, link_to,
+                                         table_name=f"cdi_match_existing{name_suffix}")]
+    linker = Linker(inputs, settings)
     for col, table in (tf_tables or {}).items():
         registered = register_input(db_api, table, table_name=f"cdi_tf_{col}{name_suffix}")
         linker.table_management.register_term_frequency_lookup(registered, col)

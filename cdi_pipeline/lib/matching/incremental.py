@@ -64,15 +64,23 @@ def closure(
 ) -> Closure:
     """Score new records against their blocking candidates; collect the affected customers.
 
-    `linker_over(frame)` returns a Splink linker over a prepared frame. `floor` is the lowest
-    probability any later step acts on (attachment, review, linking).
+    `linker_over(frame, link_to=None)` returns a Splink linker over a prepared frame (or
+    linking it to `link_to`). `floor` is the lowest probability any later step acts on
+    (attachment, review, linking).
     """
     candidates = blocking_candidates(prepared, new_ids, spec)
-    frame = prepared.filter(
-        pl.col(UNIQUE_ID).is_in(new_ids.implode()) | pl.col(UNIQUE_ID).is_in(candidates.implode())
-    )
-    scored, _, _ = score_pairs(linker_over(frame), spec, min_probability=floor, budget=budget,
-                               charts_dir=None)
+    is_new = pl.col(UNIQUE_ID).is_in(new_ids.implode())
+    new_frame = prepared.filter(is_new)
+    candidate_frame = prepared.filter(pl.col(UNIQUE_ID).is_in(candidates.implode()) & ~is_new)
+    frame = pl.concat([new_frame, candidate_frame])
+    # New against existing (link only: existing pairs among themselves are known), and the
+    # new records among themselves.
+    scored = [score_pairs(linker_over(new_frame), spec, min_probability=floor, budget=budget,
+                          charts_dir=None)[0]]
+    if candidate_frame.height:
+        scored.append(score_pairs(linker_over(new_frame, candidate_frame), spec,
+                                  min_probability=floor, budget=budget, charts_dir=None)[0])
+    scored = pl.concat(scored, how="diagonal_relaxed")
     rule_pairs = deterministic_pairs(frame).select("unique_id_l", "unique_id_r")
     new = new_ids.implode()
     touching = pl.concat([
