@@ -37,7 +37,10 @@ def build_definitions(
     """Assemble the code location for one source registry and warehouse folder."""
     registry = load_registry(registry_file or settings.registry_path())
     incremental_job, incoming_sensor = build_incremental(registry)
-    warehouse = WarehouseResource(directory=str(warehouse_dir or settings.warehouse_dir()))
+    warehouse = WarehouseResource(
+        directory=str(warehouse_dir or settings.warehouse_dir()),
+        memory_limit=settings.duckdb_memory_limit(),
+    )
     return dg.Definitions(
         assets=[
             *build_governance_assets(registry),

@@ -25,3 +25,9 @@ def warehouse_dir() -> Path:
 def reference_dir() -> Path:
     """Enrichment reference files: env CDI_REFERENCE_DIR, else data/reference."""
     return Path(os.environ.get("CDI_REFERENCE_DIR") or DEFAULT_REFERENCE_DIR).expanduser().resolve()
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB memory_limit for pipeline and Splink connections: env CDI_DUCKDB_MEMORY_LIMIT,
+    else 2GB (DuckDB spills beyond it; polars frames come on top)."""
+    return os.environ.get("CDI_DUCKDB_MEMORY_LIMIT") or "2GB"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,9 @@ class TableWrite:
     frame: pl.DataFrame
     description: str
     column_descriptions: Mapping[str, str] = field(default_factory=dict)
+    # Further row batches with the frame's columns, appended in the same transaction: a large
+    # table is then never whole in memory (e.g. field lineage, one batch per field).
+    more: Iterable[pl.DataFrame] = ()
 
     @property
     def qualified(self) -> str:
@@ -75,6 +78,13 @@ def writer_lock(lock_path: Path, timeout_s: float = 3600.0) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _append(con: duckdb.DuckDBPyConnection, table: str, batches: Iterable[pl.DataFrame]) -> None:
+    for batch in batches:
+        con.register("__cdi_batch", batch.to_arrow())
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __cdi_batch")
+        con.unregister("__cdi_batch")
+
+
 def _comment(con: duckdb.DuckDBPyConnection, table: str, write: TableWrite | PartitionWrite):
     con.execute(f"COMMENT ON TABLE {table} IS {quote_literal(write.description)}")
     for column, text in write.column_descriptions.items():
@@ -96,6 +106,7 @@ def replace_tables(con: duckdb.DuckDBPyConnection, writes: list[TableWrite]) -> 
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
             con.unregister(view)
+            _append(con, table, write.more)
             _comment(con, table, write)
         con.execute("COMMIT")
     except BaseException:
@@ -195,6 +206,7 @@ def write_all(
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
             con.unregister(view)
+            _append(con, table, write.more)
             _comment(con, table, write)
         for i, write in enumerate(rows):
             table = f"{quote_identifier(write.schema)}.{quote_identifier(write.name)}"

@@ -12,6 +12,7 @@ the supplying record belongs to the customer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -165,8 +166,22 @@ class GoldenResult:
     """The golden customers and the lineage of every non-null value in them."""
 
     customers: pl.DataFrame
-    lineage: pl.DataFrame
     rule_counts: pl.DataFrame
+    _customers_keyed: pl.DataFrame
+    _base: pl.DataFrame
+    _parts: list
+
+    def lineage_batches(self) -> Iterator[pl.DataFrame]:
+        """The lineage one field at a time (at a million records the whole table is several
+        million rows; written batch by batch it is never whole in memory)."""
+        for part in self._parts:
+            yield _lineage(self._customers_keyed, self._base, [part])
+
+    @property
+    def lineage(self) -> pl.DataFrame:
+        """The whole lineage, ordered by customer and column."""
+        return _sort_lineage(_lineage(self._customers_keyed, self._base, self._parts,
+                                      keep_order=True))
 
 
 def _candidates(base: pl.DataFrame, field: GoldenField, rules: tuple[str, ...]) -> pl.DataFrame:
@@ -278,7 +293,6 @@ def build_golden(
             )
         )
     customers = _display_columns(customers).sort("cid")
-    lineage = _lineage(customers, base, parts)
     counts = (
         pl.concat(rule_counts)
         .pivot(on="rule", index="field", values="customers")
@@ -286,7 +300,8 @@ def build_golden(
         .sort("field")
     )
     return GoldenResult(
-        customers=customers.select(list(CUSTOMER_COLUMNS)), lineage=lineage, rule_counts=counts
+        customers=customers.select(list(CUSTOMER_COLUMNS)), rule_counts=counts,
+        _customers_keyed=customers, _base=base, _parts=parts,
     )
 
 
@@ -301,8 +316,11 @@ def _display_columns(customers: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _lineage(customers: pl.DataFrame, base: pl.DataFrame, parts: list) -> pl.DataFrame:
-    """One row per non-null golden value (summary columns aside)."""
+def _lineage(
+    customers: pl.DataFrame, base: pl.DataFrame, parts: list, keep_order: bool = False
+) -> pl.DataFrame:
+    """One row per non-null golden value (summary columns aside) of the given fields;
+    `keep_order` keeps the customer and column order keys for sorting."""
     field_of_column = {c: name for name, f in FIELDS.items() for c in f.columns}
     field_of_column.update(_DERIVED)
     column_order = {c: i for i, c in enumerate(CUSTOMER_COLUMNS)}
@@ -359,7 +377,12 @@ def _lineage(customers: pl.DataFrame, base: pl.DataFrame, parts: list) -> pl.Dat
                     "observed_at",
                 )
             )
-    return pl.concat(frames).sort("cid", "_order").select(list(LINEAGE_COLUMNS))
+    lineage = pl.concat(frames)
+    return lineage if keep_order else lineage.select(list(LINEAGE_COLUMNS))
+
+
+def _sort_lineage(lineage: pl.DataFrame) -> pl.DataFrame:
+    return lineage.sort("cid", "_order").select(list(LINEAGE_COLUMNS))
 
 
 def lineage_problems(
