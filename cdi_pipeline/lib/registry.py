@@ -216,6 +216,13 @@ class MatchingConfig(_Strict):
         description="An email, phone or identifier held by more records is generic: it is "
         "not used for blocking or deterministic links.",
     )
+    max_name_block_size: int = Field(
+        100,
+        ge=2,
+        description="A given name + surname held by more records is not blocked on (its "
+        "comparisons grow with the square of its size); such records still meet through "
+        "birth date, postcode, email and phone rules.",
+    )
     birth_date_conflict_blocks_link: bool = Field(
         True,
         description="Two records whose birth dates differ by more than a typo (over a month, "

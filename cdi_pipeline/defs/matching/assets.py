@@ -148,7 +148,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         Retrained when run config says `retrain: true` or the data's populated fields
         changed; a trained model that fails the sanity rules is rejected, not promoted.
         """
-        frame = prepare_input(_read_records(warehouse), cfg.max_block_size)
+        frame = prepare_input(_read_records(warehouse), cfg.max_block_size, cfg.max_name_block_size)
         spec = derive_spec(frame, cfg.training_rules)
         folder = models_dir(warehouse)
         damaged = None
@@ -255,7 +255,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     )
     def match_customers(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         records = _read_records(warehouse)
-        frame = prepare_input(records, cfg.max_block_size)
+        frame = prepare_input(records, cfg.max_block_size, cfg.max_name_block_size)
         spec = derive_spec(frame, cfg.training_rules)
         model = engine.load_current_model(models_dir(warehouse))
         if model is None:

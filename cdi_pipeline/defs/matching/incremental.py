@@ -178,7 +178,7 @@ def build_incremental(registry: Registry):
             ["source", "event_id"], keep="last")
         identifiers = [c for c in records_all.columns if c.startswith(IDENTIFIER_PREFIX)]
         prepared = prepare_input(records_all.select(*RECORD_COLUMNS, *identifiers),
-                                 cfg.max_block_size)
+                                 cfg.max_block_size, cfg.max_name_block_size)
         spec = derive_spec(prepared, cfg.training_rules)
         model = engine.load_current_model(models_dir(warehouse))
         if model is None or model.spec_fingerprint != spec.fingerprint():

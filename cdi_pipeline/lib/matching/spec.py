@@ -35,6 +35,9 @@ MATCH_INPUT_COLUMNS = (
     "last_name_key",
     "surname_block",
     "surname_block_stem",
+    "name_block",
+    "name_block_email",
+    "name_block_stem",
     "date_of_birth",
     "gender",
     "email",
@@ -158,12 +161,18 @@ RECORD_COLUMNS = (
 )
 
 
-def prepare_input(records: pl.DataFrame, max_block_size: int) -> pl.DataFrame:
+def prepare_input(
+    records: pl.DataFrame, max_block_size: int, max_name_block_size: int = 100
+) -> pl.DataFrame:
     """The Splink input: one row per cleaned record, with comparison and blocking columns.
 
     Block keys (`email_block`, `phone_block`, identifiers) are nulled for generic values
     (role addresses, values held by more than `max_block_size` records): such values make
     huge blocks and say nothing about who a person is.
+
+    Name blocks (given name with surname) are nulled when more than `max_name_block_size`
+    records share them: a block of n records costs n²/2 comparisons, and the records of a
+    very common name still meet through their birth date, postcode, email or phone rules.
     """
     identifiers = [c for c in records.columns if c.startswith(IDENTIFIER_PREFIX)]
     email_local = pl.col("email").str.split_exact("@", 1).struct.field("field_0")
@@ -204,6 +213,15 @@ def prepare_input(records: pl.DataFrame, max_block_size: int) -> pl.DataFrame:
         pl.coalesce(
             "last_name_key", pl.when(stem.str.len_chars() >= 3).then(stem).otherwise(guess)
         ).alias("surname_block_stem"),
+    )
+    def name_block(surname: str) -> pl.Expr:
+        key = pl.concat_str("first_name_canonical", pl.lit("|"), surname)
+        return pl.when(pl.len().over(key) <= max_name_block_size).then(key)
+
+    frame = frame.with_columns(
+        name_block("last_name_key").alias("name_block"),
+        name_block("surname_block").alias("name_block_email"),
+        name_block("surname_block_stem").alias("name_block_stem"),
     )
     frame = frame.with_columns(
         pl.when(generic_local | (pl.len().over("email") > max_block_size))
@@ -302,9 +320,9 @@ def derive_spec(frame: pl.DataFrame, training_rules: list[list[str]] | None = No
         ["email_block"],
         ["phone_block"],
         ["email_local", "first_initial"],
-        ["first_name_canonical", "last_name_key"],
-        ["first_name_canonical", "surname_block"],
-        ["first_name_canonical", "surname_block_stem"],
+        ["name_block"],
+        ["name_block_email"],
+        ["name_block_stem"],
         ["last_name_key", "date_of_birth"],
         ["first_name_canonical", "date_of_birth"],
         ["date_of_birth", "postcode_area"],
