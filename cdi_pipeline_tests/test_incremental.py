@@ -133,6 +133,18 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
         assert _frame(inc, sql).equals(_frame(rebuilt, sql)), table
     assert _count(inc, "SELECT count(*) FROM cleaned.activities") == _count(
         rebuilt, "SELECT count(*) FROM cleaned.activities")
+    # The identity tables stay consistent with each other after the row-level update.
+    for sql in (
+        "SELECT count(*) FROM (SELECT DISTINCT customer_id FROM golden.customer_xref) x "
+        "FULL JOIN matching.clusters c USING (customer_id) "
+        "WHERE x.customer_id IS NULL OR c.records IS NULL",
+        "SELECT count(*) FROM (SELECT DISTINCT customer_id FROM golden.customer_xref) x "
+        "ANTI JOIN golden.customer_id_map m ON m.customer_id = x.customer_id "
+        "AND m.status = 'active'",
+        "SELECT count(*) FROM matching.pairs GROUP BY source_l, source_record_id_l, source_r, "
+        "source_record_id_r HAVING count(*) > 1",
+    ):
+        assert _count(inc, f"SELECT coalesce(({sql}), 0)") == 0, sql
 
 
 def _frame(root: Path, sql: str) -> pl.DataFrame:

@@ -45,7 +45,7 @@ from cdi_pipeline.lib.golden.survivorship import RECORD_COLUMNS as GOLDEN_COLUMN
 from cdi_pipeline.lib.golden.survivorship import build_golden
 from cdi_pipeline.lib.governance import suppressed_rows
 from cdi_pipeline.lib.matching import engine
-from cdi_pipeline.lib.matching.incremental import closure, merge_outcome
+from cdi_pipeline.lib.matching.incremental import closure, identity_updates
 from cdi_pipeline.lib.matching.rules import read_overrides
 from cdi_pipeline.lib.matching.run import match
 from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, UNIQUE_ID, derive_spec, prepare_input
@@ -53,7 +53,7 @@ from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.raw import load_source
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.segments.segments import build_segments
-from cdi_pipeline.lib.storage import RowWrite, TableWrite, read_table, table_exists, write_all
+from cdi_pipeline.lib.storage import RowWrite, read_table, table_exists, write_all
 
 INCREMENTAL_REFRESH = "incremental_refresh"
 INCOMING_SENSOR = "incoming_files_sensor"
@@ -151,16 +151,18 @@ def build_incremental(registry: Registry):
         with warehouse.connect() as con:
             cleaned = read_table(con, "cleaned", "customer_records")
             activities = read_table(con, "cleaned", "activities")
+            # Only what the batch needs: strong pairs (for one more hop), not every pair.
             previous = {
-                "pairs": read_table(con, "matching", "pairs"),
-                "review_queue": read_table(con, "matching", "review_queue"),
-                "clusters": read_table(con, "matching", "clusters"),
+                "strong_pairs": con.sql(
+                    "SELECT source_l, source_record_id_l, source_r, source_record_id_r "
+                    "FROM matching.pairs WHERE match_probability >= $floor",
+                    params={"floor": _floor(cfg)}).pl(),
                 "xref": read_table(con, "golden", "customer_xref"),
-                "id_history": read_table(con, "golden", "id_history"),
                 "id_map": read_table(con, "golden", "customer_id_map"),
             }
             features_before = read_table(con, "golden", "customer_features")
-            golden_before = read_table(con, "golden", "customers")
+            golden_before = con.sql(
+                "SELECT customer_id, email, phone, phone_type FROM golden.customers").pl()
             snapshots = (
                 con.sql("SELECT * FROM golden.customer_snapshots WHERE quarter = (SELECT "
                         "max(quarter) FROM golden.customer_snapshots WHERE quarter < $q)",
@@ -189,13 +191,18 @@ def build_incremental(registry: Registry):
         unique = pl.concat_str("source", pl.lit("|"), "source_record_id")
         new_ids = fresh.select(unique.alias(UNIQUE_ID)).get_column(UNIQUE_ID)
         changed_ids = changed.select(unique.alias(UNIQUE_ID)).get_column(UNIQUE_ID)
+        updates = None
         if fresh.height:
-            merged, outcome_xref, touched, found_candidates, rematched = _rematch(
+            updates, found_candidates = _rematch(
                 registry, warehouse, prepared, spec, model, new_ids, changed_ids, previous,
                 run_id,
             )
+            xref_now, outcome_xref, touched = (updates.xref, updates.outcome.xref,
+                                               updates.touched_ids)
+            rematched = updates.closure_records.height
         else:
-            merged, found_candidates, rematched = previous, 0, 0
+            found_candidates, rematched = 0, 0
+            xref_now = previous["xref"]
             outcome_xref, touched = previous["xref"].clear(), previous["xref"].select(
                 "customer_id").clear()
         # Customers the new events (orders, say) point at get new features as well.
@@ -203,11 +210,11 @@ def build_incremental(registry: Registry):
             [e.select("customer_source", "customer_record_id") for e in new_events]
             or [activities.select("customer_source", "customer_record_id").clear()]
         ).rename({"customer_source": "source", "customer_record_id": "source_record_id"})
-        by_events = merged["xref"].join(referenced, on=keys, how="semi").select("customer_id")
+        by_events = xref_now.join(referenced, on=keys, how="semi").select("customer_id")
         touched = pl.concat([touched, by_events]).unique()
         outcome_xref = pl.concat([
             outcome_xref,
-            merged["xref"].join(by_events, on="customer_id", how="semi")
+            xref_now.join(by_events, on="customer_id", how="semi")
             .join(outcome_xref.select(keys), on=keys, how="anti"),
         ], how="diagonal_relaxed")
         # Golden records, features, segments and enrichment of the touched customers only.
@@ -218,7 +225,7 @@ def build_incremental(registry: Registry):
                               registry.golden)
         today = run_date(config, registry)
         features = build_features(golden.customers.select("customer_id"), events_all,
-                                  merged["xref"], today).features
+                                  xref_now, today).features
         features_all = pl.concat([
             features_before.join(touched, on="customer_id", how="anti"), features
         ], how="diagonal_relaxed")
@@ -253,19 +260,27 @@ def build_incremental(registry: Registry):
                      by_customer),
             RowWrite("golden", "customer_360", table_360, ("customer_id",), by_customer),
         ]
-        tables = [
-            TableWrite("matching", "pairs", merged["pairs"], "Scored record pairs."),
-            TableWrite("matching", "review_queue", merged["review_queue"], "Uncertain pairs."),
-            TableWrite("matching", "clusters", merged["clusters"], "One row per customer."),
-            TableWrite("golden", "customer_xref", merged["xref"], "The identity map."),
-            TableWrite("golden", "id_history", merged["id_history"], "Customer id events."),
-            TableWrite("golden", "customer_id_map", merged["id_map"], "Every id ever issued."),
-        ]
+        if updates is not None:
+            rows += _identity_rows(updates, run_id)
         with warehouse.connect() as con:
-            comments = _comments(con, [(t.schema, t.name) for t in tables])
-            tables = [TableWrite(t.schema, t.name, t.frame, comments[(t.schema, t.name)][0],
-                                 comments[(t.schema, t.name)][1]) for t in tables]
-            write_all(con, tables, rows)
+            if updates is not None:
+                # Pairs inside the closure are replaced; their keys come from the table.
+                con.register("__closure", updates.closure_records.to_arrow())
+                inside = (
+                    "SELECT source_l, source_record_id_l, source_r, source_record_id_r FROM {t} "
+                    "WHERE (source_l, source_record_id_l) IN (SELECT (source, "
+                    "source_record_id) FROM __closure) AND (source_r, source_record_id_r) IN "
+                    "(SELECT (source, source_record_id) FROM __closure)"
+                )
+                old_pairs = con.sql(inside.format(t="matching.pairs")).pl()
+                old_review = con.sql(inside.format(t="matching.review_queue")).pl()
+                con.unregister("__closure")
+                rows += [
+                    RowWrite("matching", "pairs", updates.outcome.pairs, _PAIR_KEY, old_pairs),
+                    RowWrite("matching", "review_queue", updates.outcome.review_queue,
+                             _PAIR_KEY, old_review),
+                ]
+            write_all(con, (), rows)
         for _, path in loads:
             target = path.parent / LOADED_DIR / path.name
             target.parent.mkdir(exist_ok=True)
@@ -318,8 +333,7 @@ def _rematch(
     customers, and run the full matching pass over that closure only."""
     cfg = registry.matching
     unique = pl.concat_str("source", pl.lit("|"), "source_record_id")
-    floor = max(cfg.min_pair_probability, min(
-        cfg.match_threshold, cfg.review_band[0], cfg.attach_min_probability or 1.0))
+    floor = _floor(cfg)
     now = datetime.now(UTC).replace(tzinfo=None)
     with engine.open_backend(backend_config(registry, warehouse)) as db_api:
         linkers = []
@@ -338,7 +352,7 @@ def _rematch(
         members = found.records.get_column(UNIQUE_ID).implode()
         pair_key = {s: pl.concat_str(f"source_{s}", pl.lit("|"), f"source_record_id_{s}")
                     for s in ("l", "r")}
-        strong = previous["pairs"].filter(pl.col("match_probability") >= floor).select(
+        strong = previous["strong_pairs"].select(
             pair_key["l"].alias("a"), pair_key["r"].alias("b"))
         neighbours = pl.concat([
             strong.filter(pl.col("a").is_in(members)).select(pl.col("b").alias(UNIQUE_ID)),
@@ -368,23 +382,33 @@ def _rematch(
             max_component_size=10 * cfg.max_cluster_size,
             run_id=run_id, model_version=model.version, now=now,
         )
-    merged = merge_outcome(previous, outcome, closure_ids, affected)
-    touched = pl.concat([affected, outcome.clusters.select("customer_id")]).unique()
-    return merged, outcome.xref, touched, found.candidates, frame.height
+    updates = identity_updates(previous["xref"], previous["id_map"], outcome, closure_ids,
+                               affected)
+    return updates, found.candidates
 
 
-def _comments(con, tables: list[tuple[str, str]]) -> dict:
-    """Existing table and column comments, kept when a table is rewritten."""
-    out = {}
-    for schema, name in tables:
-        table_comment = con.execute(
-            "SELECT coalesce(comment, '') FROM duckdb_tables() WHERE schema_name = ? AND "
-            "table_name = ?", [schema, name]).fetchall()
-        columns = dict(con.execute(
-            "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = ? AND "
-            "table_name = ? AND comment IS NOT NULL", [schema, name]).fetchall())
-        out[(schema, name)] = (table_comment[0][0] if table_comment else "", columns)
-    return out
+_PAIR_KEY = ("source_l", "source_record_id_l", "source_r", "source_record_id_r")
+
+
+def _floor(cfg) -> float:
+    """The lowest pair probability any matching step acts on (attach, review, link)."""
+    return max(cfg.min_pair_probability, min(
+        cfg.match_threshold, cfg.review_band[0], cfg.attach_min_probability or 1.0))
+
+
+def _identity_rows(updates, run_id: str) -> list[RowWrite]:
+    """The identity tables' rows a batch replaces (nothing outside the closure moves)."""
+    outcome = updates.outcome
+    touched = updates.touched_ids
+    return [
+        RowWrite("golden", "customer_xref", outcome.xref, ("source", "source_record_id"),
+                 updates.closure_records),
+        RowWrite("matching", "clusters", outcome.clusters, ("customer_id",), touched),
+        RowWrite("golden", "id_history", outcome.ids.events, ("run_id",),
+                 pl.DataFrame({"run_id": [run_id]})),
+        RowWrite("golden", "customer_id_map", updates.id_map_rows, ("customer_id",),
+                 updates.id_map_rows.select("customer_id")),
+    ]
 
 
 def read_table_empty() -> pl.DataFrame:

@@ -102,63 +102,56 @@ def closure(
     return Closure(candidates=candidates.len(), affected_customers=affected, records=records)
 
 
-def merge_id_map(
+def id_map_updates(
     previous_map: pl.DataFrame, subset_map: pl.DataFrame, affected_ids: pl.DataFrame,
     assigned_ids: pl.DataFrame,
 ) -> pl.DataFrame:
-    """The id map after an incremental batch.
+    """Rows of the id map the batch changed (to replace by customer_id).
 
     `subset_map` came from id assignment over the closure only, so it knows nothing of the
-    other customers (it would call them retired). Rows about ids the batch touched come from
-    it; every other row is kept as it was.
+    other customers (it would call them retired). Only rows about ids the batch touched are
+    taken from it: the affected and newly assigned ids, and older ids that pointed at them.
     """
     touched = pl.concat([
         previous_map.filter(
             pl.col("current_customer_id").is_in(affected_ids.get_column("customer_id").implode())
         ).select("customer_id"),
-        affected_ids,
-        assigned_ids,
+        affected_ids.select("customer_id"),
+        assigned_ids.select("customer_id"),
     ]).unique()
-    kept = previous_map.join(touched, on="customer_id", how="anti")
-    updated = subset_map.join(touched, on="customer_id", how="semi")
-    return pl.concat([kept.cast(ID_MAP_SCHEMA), updated.cast(ID_MAP_SCHEMA)]).sort(
-        "customer_id"
-    )
+    return subset_map.join(touched, on="customer_id", how="semi").cast(ID_MAP_SCHEMA)
 
 
-def merge_outcome(
-    previous: dict[str, pl.DataFrame], outcome: MatchOutcome, closure_ids: pl.DataFrame,
-    affected: pl.DataFrame,
-) -> dict[str, pl.DataFrame]:
-    """The identity tables after a batch: the closure's rows replaced, the rest kept.
+@dataclass(frozen=True)
+class Updates:
+    """What a batch changes in the identity tables, as rows to delete and rows to insert."""
 
-    `previous` holds the current pairs, review_queue, clusters, xref, id_history and id_map.
-    """
+    xref: pl.DataFrame  # the identity map after the batch (whole, for later steps)
+    closure_records: pl.DataFrame  # source, source_record_id of the re-matched records
+    outcome: MatchOutcome
+    id_map_rows: pl.DataFrame
+    touched_ids: pl.DataFrame  # customer_id: affected before, or assigned now
+
+
+def identity_updates(
+    previous_xref: pl.DataFrame, previous_map: pl.DataFrame, outcome: MatchOutcome,
+    closure_ids: pl.DataFrame, affected: pl.DataFrame,
+) -> Updates:
+    """The identity map after a batch, and the rows to write: the closure's rows replaced,
+    everything else untouched."""
     key = pl.concat_str("source", pl.lit("|"), "source_record_id")
-    in_closure = closure_ids.get_column(UNIQUE_ID).implode()
-
-    def side(s: str) -> pl.Expr:
-        return pl.concat_str(f"source_{s}", pl.lit("|"), f"source_record_id_{s}").is_in(
-            in_closure
-        )
-
-    old_ids = affected.get_column("customer_id").implode()
-    new_ids = outcome.clusters.select("customer_id")
-    xref = pl.concat([
-        previous["xref"].filter(~key.is_in(in_closure)), outcome.xref
-    ], how="diagonal_relaxed").sort("source", "source_record_id")
-    clusters = pl.concat([
-        previous["clusters"].filter(~pl.col("customer_id").is_in(old_ids)).join(
-            new_ids, on="customer_id", how="anti"),
-        outcome.clusters,
-    ], how="diagonal_relaxed").sort("customer_id")
-    pairs = pl.concat([
-        previous["pairs"].filter(~(side("l") & side("r"))), outcome.pairs
-    ], how="diagonal_relaxed")
-    review = pl.concat([
-        previous["review_queue"].filter(~(side("l") & side("r"))), outcome.review_queue
-    ], how="diagonal_relaxed")
-    history = pl.concat([previous["id_history"], outcome.ids.events], how="diagonal_relaxed")
-    id_map = merge_id_map(previous["id_map"], outcome.ids.id_map, affected, new_ids)
-    return {"pairs": pairs, "review_queue": review, "clusters": clusters, "xref": xref,
-            "id_history": history, "id_map": id_map}
+    in_closure = key.is_in(closure_ids.get_column(UNIQUE_ID).implode())
+    xref = pl.concat([previous_xref.filter(~in_closure), outcome.xref],
+                     how="diagonal_relaxed").sort("source", "source_record_id")
+    assigned = outcome.clusters.select("customer_id")
+    closure_records = closure_ids.select(
+        pl.col(UNIQUE_ID).str.splitn("|", 2).struct.rename_fields(
+            ["source", "source_record_id"]).alias("k")
+    ).unnest("k")
+    return Updates(
+        xref=xref,
+        closure_records=closure_records,
+        outcome=outcome,
+        id_map_rows=id_map_updates(previous_map, outcome.ids.id_map, affected, assigned),
+        touched_ids=pl.concat([affected.select("customer_id"), assigned]).unique(),
+    )
