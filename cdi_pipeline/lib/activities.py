@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from cdi_pipeline.lib.cleaning import balance
 from cdi_pipeline.lib.contracts import ACTIVITY_COLUMNS, QUARANTINE_COLUMNS
 from cdi_pipeline.lib.registry import Source
 from cdi_pipeline.lib.standardise import parse_datetimes
@@ -191,20 +192,5 @@ def empty_events() -> pl.DataFrame:
 def event_conservation(raw_counts: dict[str, int], events: pl.DataFrame,
                        quarantine: pl.DataFrame) -> pl.DataFrame:
     """Per behavioural source: raw rows, events kept, events held back, whether they add up."""
-    kept = events.group_by("source").agg(pl.len().alias("events"))
-    held = (
-        quarantine.filter(pl.col("scope") == "event")
-        .group_by("source")
-        .agg(pl.len().alias("held_back"))
-    )
-    return (
-        pl.DataFrame(
-            {"source": list(raw_counts), "raw": list(raw_counts.values())},
-            schema={"source": pl.String, "raw": pl.Int64},
-        )
-        .join(kept, on="source", how="left")
-        .join(held, on="source", how="left")
-        .with_columns(pl.col("events", "held_back").fill_null(0).cast(pl.Int64))
-        .with_columns((pl.col("raw") == pl.col("events") + pl.col("held_back")).alias("holds"))
-        .sort("source")
-    )
+    return balance(raw_counts, events, quarantine.filter(pl.col("scope") == "event"),
+                   kept="events", held="held_back")

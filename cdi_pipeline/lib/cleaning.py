@@ -303,23 +303,25 @@ def combine(results: list[CleanResult]) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-def conservation(raw_counts: dict[str, int], records: pl.DataFrame, quarantine: pl.DataFrame):
-    """Per source: raw rows, cleaned rows, records quarantined whole, and whether they add up."""
-    cleaned = records.group_by("source").agg(pl.len().alias("cleaned"))
-    held = (
-        quarantine.filter(pl.col("scope") == "record")
-        .group_by("source")
-        .agg(pl.len().alias("quarantined"))
-    )
-    table = (
+def balance(
+    raw_counts: dict[str, int], kept_rows: pl.DataFrame, held_rows: pl.DataFrame, *,
+    kept: str, held: str,
+) -> pl.DataFrame:
+    """Per source: raw rows, rows kept, rows held back, and whether they add up."""
+    return (
         pl.DataFrame(
             {"source": list(raw_counts), "raw": list(raw_counts.values())},
             schema={"source": pl.String, "raw": pl.Int64},
         )
-        .join(cleaned, on="source", how="left")
-        .join(held, on="source", how="left")
-        .with_columns(pl.col("cleaned", "quarantined").fill_null(0).cast(pl.Int64))
-        .with_columns((pl.col("raw") == pl.col("cleaned") + pl.col("quarantined")).alias("holds"))
+        .join(kept_rows.group_by("source").agg(pl.len().alias(kept)), on="source", how="left")
+        .join(held_rows.group_by("source").agg(pl.len().alias(held)), on="source", how="left")
+        .with_columns(pl.col(kept, held).fill_null(0).cast(pl.Int64))
+        .with_columns((pl.col("raw") == pl.col(kept) + pl.col(held)).alias("holds"))
         .sort("source")
     )
-    return table
+
+
+def conservation(raw_counts: dict[str, int], records: pl.DataFrame, quarantine: pl.DataFrame):
+    """Per source: raw rows, cleaned rows, records quarantined whole, and whether they add up."""
+    return balance(raw_counts, records, quarantine.filter(pl.col("scope") == "record"),
+                   kept="cleaned", held="quarantined")

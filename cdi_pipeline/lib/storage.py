@@ -96,22 +96,7 @@ def _comment(con: duckdb.DuckDBPyConnection, table: str, write: TableWrite | Par
 
 def replace_tables(con: duckdb.DuckDBPyConnection, writes: list[TableWrite]) -> None:
     """Replace all given tables in one transaction: readers see all old or all new tables."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for i, write in enumerate(writes):
-            view = f"__cdi_incoming_{i}"
-            con.register(view, write.frame.to_arrow())
-            schema = quote_identifier(write.schema)
-            table = f"{schema}.{quote_identifier(write.name)}"
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
-            con.unregister(view)
-            _append(con, table, write.more)
-            _comment(con, table, write)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    write_all(con, writes)
 
 
 @dataclass(frozen=True)
