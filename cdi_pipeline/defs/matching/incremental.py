@@ -3,7 +3,6 @@ against the existing customers, and only the affected customers are rebuilt down
 
 import hashlib
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from cdi_pipeline.lib.raw import load_source
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.segments.segments import build_segments
 from cdi_pipeline.lib.storage import RowWrite, read_table, table_exists, write_all
+from cdi_pipeline.lib.timing import Stopwatch
 
 INCREMENTAL_REFRESH = "incremental_refresh"
 INCOMING_SENSOR = "incoming_files_sensor"
@@ -110,7 +110,7 @@ def build_incremental(registry: Registry):
         context: dg.OpExecutionContext, config: IncomingConfig, warehouse: WarehouseResource,
         reference: ReferenceResource,
     ):
-        started = time.monotonic()
+        watch = Stopwatch(context.log, "incremental_match")
         run_id = context.run.run_id
         key = pseudonym_key(warehouse.root)
         loads = [_source_of(registry, f) for f in config.files]
@@ -147,10 +147,20 @@ def build_incremental(registry: Registry):
                 new_events.append(events.events)
                 quarantine_rows.append(events.quarantine)
             context.log.info(f"{path}: {frame.height:,} rows for {source.name}")
+        watch.lap("load and clean the new files")
 
         with warehouse.connect() as con:
-            cleaned = read_table(con, "cleaned", "customer_records")
-            activities = read_table(con, "cleaned", "activities")
+            # Matching needs a few columns of every record; the golden columns and the
+            # events are read later, for the touched customers only.
+            stored = [r[0] for r in con.sql(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'cleaned' AND "
+                "table_name = 'customer_records' ORDER BY column_index").fetchall()]
+            match_columns = [*RECORD_COLUMNS,
+                             *(c for c in stored if c.startswith(IDENTIFIER_PREFIX))]
+            cleaned = con.sql(
+                f"SELECT {', '.join(match_columns)} FROM cleaned.customer_records").pl()
+            no_records = con.sql("SELECT * FROM cleaned.customer_records LIMIT 0").pl()
+            activities = con.sql("SELECT * FROM cleaned.activities LIMIT 0").pl()
             # Only what the batch needs: strong pairs (for one more hop), not every pair.
             previous = {
                 "strong_pairs": con.sql(
@@ -169,18 +179,23 @@ def build_incremental(registry: Registry):
                         params={"q": quarter_of(run_date(config, registry))}).pl()
                 if table_exists(con, "golden", "customer_snapshots") else None
             )
+        watch.lap("read the warehouse")
         fresh = (pl.concat(new_records, how="diagonal_relaxed") if new_records
-                 else cleaned.clear())
+                 else no_records)
         keys = ["source", "source_record_id"]
         changed = fresh.select(keys).join(cleaned.select(keys), on=keys, how="semi")
+        identifiers = sorted({c for frame in (cleaned, fresh) for c in frame.columns
+                              if c.startswith(IDENTIFIER_PREFIX)})
         records_all = pl.concat(
-            [cleaned.join(changed, on=keys, how="anti"), fresh], how="diagonal_relaxed"
+            [cleaned.join(changed, on=keys, how="anti"),
+             fresh.select(c for c in (*RECORD_COLUMNS, *identifiers) if c in fresh.columns)],
+            how="diagonal_relaxed",
         )
-        events_all = pl.concat([activities, *new_events], how="diagonal_relaxed").unique(
-            ["source", "event_id"], keep="last")
-        identifiers = [c for c in records_all.columns if c.startswith(IDENTIFIER_PREFIX)]
+        del cleaned
+        # Unsorted: the batch only looks records up; the closure is sorted before matching.
         prepared = prepare_input(records_all.select(*RECORD_COLUMNS, *identifiers),
-                                 cfg.max_block_size, cfg.max_name_block_size)
+                                 cfg.max_block_size, cfg.max_name_block_size, ordered=False)
+        del records_all
         spec = derive_spec(prepared, cfg.training_rules)
         model = engine.load_current_model(models_dir(warehouse))
         if model is None or model.spec_fingerprint != spec.fingerprint():
@@ -188,6 +203,7 @@ def build_incremental(registry: Registry):
                 "the saved model does not fit the records with the new files (their fields "
                 "differ); run full_refresh, which retrains"
             )
+        watch.lap("prepare matching input")
         unique = pl.concat_str("source", pl.lit("|"), "source_record_id")
         new_ids = fresh.select(unique.alias(UNIQUE_ID)).get_column(UNIQUE_ID)
         changed_ids = changed.select(unique.alias(UNIQUE_ID)).get_column(UNIQUE_ID)
@@ -195,7 +211,7 @@ def build_incremental(registry: Registry):
         if fresh.height:
             updates, found_candidates = _rematch(
                 registry, warehouse, prepared, spec, model, new_ids, changed_ids, previous,
-                run_id,
+                run_id, watch,
             )
             xref_now, outcome_xref, touched = (updates.xref, updates.outcome.xref,
                                                updates.touched_ids)
@@ -219,7 +235,11 @@ def build_incremental(registry: Registry):
         ], how="diagonal_relaxed")
         # Golden records, features, segments and enrichment of the touched customers only.
         current = outcome_xref.select(*keys, "customer_id", "match_confidence")
-        golden_records = records_all.join(current.select(keys), on=keys, how="semi")
+        golden_records, events_all = _touched_rows(
+            warehouse, current.select(keys),
+            xref_now.join(touched, on="customer_id", how="semi").select(keys),
+            fresh, changed, new_events,
+        )
         own_events = events_all.filter(pl.col("customer_source") == pl.col("source"))
         golden = build_golden(golden_records.select(GOLDEN_COLUMNS), current, own_events,
                               registry.golden)
@@ -242,6 +262,7 @@ def build_incremental(registry: Registry):
         enrichment = enrich_customers(golden.customers, previous_addresses,
                                       reference.provider(), today)
         table_360 = build_customer_360(golden.customers, features, segments, enrichment)
+        watch.lap("golden, features, segments, enrichment")
         by_customer = touched.select("customer_id")
         rows = [
             *raw_writes,
@@ -281,24 +302,28 @@ def build_incremental(registry: Registry):
                              _PAIR_KEY, old_review),
                 ]
             write_all(con, (), rows)
+        watch.lap("write (one transaction)")
         for _, path in loads:
             target = path.parent / LOADED_DIR / path.name
             target.parent.mkdir(exist_ok=True)
             shutil.move(str(path), target)
-        seconds = round(time.monotonic() - started, 2)
+        seconds = watch.total
         stats = {
             "files": len(loads), "new_records": fresh.height, "changed_records": changed.height,
             "blocking_candidates": found_candidates, "records_rematched": rematched,
             "customers_touched": touched.height, "seconds": seconds,
         }
         context.log.info(f"incremental refresh: {stats}")
+        phase_table = "| phase | seconds |\n|---|---|\n" + "\n".join(
+            f"| {name} | {s:.2f} |" for name, s in watch.phases.items())
         for asset_key in affected_keys:
             yield dg.AssetMaterialization(
                 asset_key=asset_key,
                 description="Updated by incremental_refresh for the affected customers.",
                 metadata={**{k: dg.MetadataValue.int(v) if isinstance(v, int)
                              else dg.MetadataValue.float(float(v)) for k, v in stats.items()},
-                          "files_loaded": dg.MetadataValue.text(", ".join(config.files))},
+                          "files_loaded": dg.MetadataValue.text(", ".join(config.files)),
+                          "seconds_by_phase": dg.MetadataValue.md(phase_table)},
             )
 
     @dg.job(name=INCREMENTAL_REFRESH, description="Match files dropped in incoming/<source>/ "
@@ -328,6 +353,7 @@ def build_incremental(registry: Registry):
 def _rematch(
     registry: Registry, warehouse: WarehouseResource, prepared: pl.DataFrame, spec, model,
     new_ids: pl.Series, changed_ids: pl.Series, previous: dict, run_id: str,
+    watch: Stopwatch,
 ):
     """Score the new records against their blocking candidates, widen to the affected
     customers, and run the full matching pass over that closure only."""
@@ -347,6 +373,7 @@ def _rematch(
         found = closure(prepared, new_ids, changed_ids, previous["xref"], linker_over, spec,
                         floor=floor,
                         budget=cfg.max_comparisons_per_record * max(prepared.height, 1))
+        watch.lap("score new records against their blocking candidates")
         # One more hop: an affected record's other strong pairs decide whether it may be
         # attached or linked, so their customers belong in the pass as well.
         members = found.records.get_column(UNIQUE_ID).implode()
@@ -367,7 +394,7 @@ def _rematch(
             keyed_xref.join(affected, on="customer_id", how="semi").select(UNIQUE_ID),
             new_ids.to_frame(UNIQUE_ID),
         ]).unique()
-        frame = prepared.join(closure_ids, on=UNIQUE_ID, how="semi")
+        frame = prepared.join(closure_ids, on=UNIQUE_ID, how="semi").sort(UNIQUE_ID)
         overrides = read_overrides(registry.overrides_file(), prepared.get_column(UNIQUE_ID))
         outcome = match(
             frame, linker_over(frame), spec, overrides,
@@ -384,7 +411,38 @@ def _rematch(
         )
     updates = identity_updates(previous["xref"], previous["id_map"], outcome, closure_ids,
                                affected)
+    watch.lap("re-match the affected customers")
     return updates, found.candidates
+
+
+def _touched_rows(
+    warehouse: WarehouseResource, records: pl.DataFrame, event_owners: pl.DataFrame,
+    fresh: pl.DataFrame, changed: pl.DataFrame, new_events: list[pl.DataFrame],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The golden columns of `records` and the events of `event_owners` (both: source,
+    source_record_id), stored rows overlaid with the batch's."""
+    keys = ["source", "source_record_id"]
+    with warehouse.connect() as con:
+        con.register("__records", records.to_arrow())
+        con.register("__owners", event_owners.to_arrow())
+        stored = con.sql(
+            f"SELECT {', '.join('c.' + c for c in GOLDEN_COLUMNS)} FROM "
+            "cleaned.customer_records c SEMI JOIN __records USING (source, source_record_id)"
+        ).pl()
+        events = con.sql(
+            "SELECT a.* FROM cleaned.activities a SEMI JOIN __owners o ON "
+            "a.customer_source = o.source AND a.customer_record_id = o.source_record_id"
+        ).pl()
+        con.unregister("__records")
+        con.unregister("__owners")
+    golden_records = pl.concat([
+        stored.join(changed, on=keys, how="anti"),
+        fresh.join(records, on=keys, how="semi").select(GOLDEN_COLUMNS),
+    ], how="diagonal_relaxed")
+    # A re-delivered event replaces the stored one (the batch's version comes last).
+    events = pl.concat([events, *new_events], how="diagonal_relaxed").unique(
+        ["source", "event_id"], keep="last", maintain_order=True)
+    return golden_records, events
 
 
 _PAIR_KEY = ("source_l", "source_record_id_l", "source_r", "source_record_id_r")

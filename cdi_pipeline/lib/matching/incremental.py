@@ -37,18 +37,22 @@ class Closure:
 
 def blocking_candidates(prepared: pl.DataFrame, new_ids: pl.Series, spec: ModelSpec) -> pl.Series:
     """Existing records that share at least one blocking-rule key with a new record."""
-    is_new = pl.col(UNIQUE_ID).is_in(new_ids.implode())
-    new = prepared.filter(is_new)
-    existing = prepared.filter(~is_new)
-    found = []
-    for rule in spec.blocking_rules:
-        keys = new.select(rule).drop_nulls().unique()
-        if keys.is_empty():
-            continue
-        found.append(existing.drop_nulls(rule).join(keys, on=rule, how="semi").select(UNIQUE_ID))
-    if not found:
+    if not spec.blocking_rules:
         return pl.Series(UNIQUE_ID, [], dtype=pl.String)
-    return pl.concat(found).unique().get_column(UNIQUE_ID)
+    columns = sorted({c for rule in spec.blocking_rules for c in rule})
+    split = prepared.select(
+        UNIQUE_ID, *columns, pl.col(UNIQUE_ID).is_in(new_ids.implode()).alias("__new")
+    )
+    new = split.filter(pl.col("__new")).lazy()
+    existing = split.filter(~pl.col("__new")).lazy()
+    # One lazy query: polars runs the per-rule joins in parallel.
+    found = [
+        existing.drop_nulls(rule)
+        .join(new.select(rule).drop_nulls().unique(), on=rule, how="semi")
+        .select(UNIQUE_ID)
+        for rule in spec.blocking_rules
+    ]
+    return pl.concat(found).unique().collect().get_column(UNIQUE_ID)
 
 
 def closure(
@@ -126,7 +130,7 @@ def id_map_updates(
 class Updates:
     """What a batch changes in the identity tables, as rows to delete and rows to insert."""
 
-    xref: pl.DataFrame  # the identity map after the batch (whole, for later steps)
+    xref: pl.DataFrame  # the identity map after the batch (whole, unordered)
     closure_records: pl.DataFrame  # source, source_record_id of the re-matched records
     outcome: MatchOutcome
     id_map_rows: pl.DataFrame
@@ -141,8 +145,8 @@ def identity_updates(
     everything else untouched."""
     key = pl.concat_str("source", pl.lit("|"), "source_record_id")
     in_closure = key.is_in(closure_ids.get_column(UNIQUE_ID).implode())
-    xref = pl.concat([previous_xref.filter(~in_closure), outcome.xref],
-                     how="diagonal_relaxed").sort("source", "source_record_id")
+    # Unordered: later steps join on it; sorting a million keys would cost more than they do.
+    xref = pl.concat([previous_xref.filter(~in_closure), outcome.xref], how="diagonal_relaxed")
     assigned = outcome.clusters.select("customer_id")
     closure_records = closure_ids.select(
         pl.col(UNIQUE_ID).str.splitn("|", 2).struct.rename_fields(

@@ -162,7 +162,8 @@ RECORD_COLUMNS = (
 
 
 def prepare_input(
-    records: pl.DataFrame, max_block_size: int, max_name_block_size: int = 100
+    records: pl.DataFrame, max_block_size: int, max_name_block_size: int = 100,
+    *, ordered: bool = True,
 ) -> pl.DataFrame:
     """The Splink input: one row per cleaned record, with comparison and blocking columns.
 
@@ -173,6 +174,10 @@ def prepare_input(
     Name blocks (given name with surname) are nulled when more than `max_name_block_size`
     records share them: a block of n records costs n²/2 comparisons, and the records of a
     very common name still meet through their birth date, postcode, email or phone rules.
+
+    Rows come sorted by record key (`ordered`), so training samples the same records
+    whatever order the sources were read in; a caller that only looks records up can skip
+    the sort.
     """
     identifiers = [c for c in records.columns if c.startswith(IDENTIFIER_PREFIX)]
     email_local = pl.col("email").str.split_exact("@", 1).struct.field("field_0")
@@ -237,7 +242,8 @@ def prepare_input(
             for c in identifiers
         ],
     )
-    return frame.select(*MATCH_INPUT_COLUMNS, *identifiers).sort(UNIQUE_ID)
+    frame = frame.select(*MATCH_INPUT_COLUMNS, *identifiers)
+    return frame.sort(UNIQUE_ID) if ordered else frame
 
 
 def coverage(frame: pl.DataFrame) -> dict[str, float]:
