@@ -21,6 +21,8 @@ import pytest
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.matching.assets import MODEL, ModelRejected
+from cdi_pipeline.lib.matching import engine, run
+from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, derive_spec, prepare_input
 
 PERSONS = 350
 SEED = 5
@@ -383,3 +385,32 @@ def test_missing_frozen_term_frequencies_fail_clearly(first_run, tmp_path: Path)
     metadata = _model_metadata(result)
     assert metadata["retrained"] is True
     assert "unusable" in metadata["retrain_reason"]
+
+
+def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    site, _ = first_run
+    model = engine.load_current_model(site.models)
+    records = site.query("SELECT * FROM cleaned.customer_records")
+    records = records.select(*RECORD_COLUMNS,
+                             *(c for c in records.columns if c.startswith("id_")))
+    frame = prepare_input(records, max_block_size=50)
+    spec = derive_spec(frame)
+    sizes = {}
+    for label, viewer_pairs in (("whole", 10**9), ("sampled", 40)):
+        monkeypatch.setattr(run, "VIEWER_PAIRS", viewer_pairs)
+        charts_dir = tmp_path / label
+        with engine.open_backend(engine.BackendConfig()) as db_api:
+            linker = engine.linker_for(db_api, frame, model.splink_settings,
+                                       model.term_frequencies)
+            pairs, _, charts = run.score_pairs(linker, spec, min_probability=0.01,
+                                               budget=1e9, charts_dir=charts_dir)
+            # The prediction and every intermediate table are dropped once pairs are out.
+            left = db_api._execute_sql_against_backend(
+                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__splink__%'"
+            ).fetchall()
+        assert left == []
+        assert pairs.height > 40 and set(charts) == {"waterfall", "comparison_viewer"}
+        sizes[label] = charts["comparison_viewer"].stat().st_size
+    # Built from 40 pairs, the viewer holds fewer comparison patterns and examples.
+    assert sizes["sampled"] < sizes["whole"]

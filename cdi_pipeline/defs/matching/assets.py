@@ -17,7 +17,7 @@ from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.ids import HISTORY_SCHEMA, ID_MAP_SCHEMA
 from cdi_pipeline.lib.matching.rules import read_overrides
-from cdi_pipeline.lib.matching.run import match
+from cdi_pipeline.lib.matching.run import match, score_pairs
 from cdi_pipeline.lib.matching.sanity import parameter_table, sanity_problems
 from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, derive_spec, prepare_input
 from cdi_pipeline.lib.matching.tables import (
@@ -294,18 +294,20 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             linker = engine.linker_for(
                 db_api, frame, model.splink_settings, model.term_frequencies
             )
-            outcome = match(
-                frame, linker, spec, overrides, previous_xref, previous_map,
-                threshold=cfg.match_threshold, review_band=cfg.review_band,
-                min_probability=cfg.min_pair_probability,
-                max_comparisons=cfg.max_comparisons_per_record * max(frame.height, 1),
-                birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
-                attach_min_probability=cfg.attach_min_probability,
-                # Far beyond the size check's limit: stop before ids are assigned from it.
-                max_component_size=10 * cfg.max_cluster_size,
-                run_id=context.run.run_id, model_version=model.version, now=now,
+            scoring = score_pairs(
+                linker, spec, min_probability=cfg.min_pair_probability,
+                budget=cfg.max_comparisons_per_record * max(frame.height, 1),
                 charts_dir=reports_dir(warehouse),
             )
+        outcome = match(
+            frame, scoring, overrides, previous_xref, previous_map,
+            threshold=cfg.match_threshold, review_band=cfg.review_band,
+            birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
+            attach_min_probability=cfg.attach_min_probability,
+            # Far beyond the size check's limit: stop before ids are assigned from it.
+            max_component_size=10 * cfg.max_cluster_size,
+            run_id=context.run.run_id, model_version=model.version, now=now,
+        )
         seconds = time.monotonic() - started
         context.log.info(f"matched {frame.height:,} records in {seconds:.1f}s: {outcome.stats}")
         history = pl.concat([previous_history.cast(HISTORY_SCHEMA), outcome.ids.events])

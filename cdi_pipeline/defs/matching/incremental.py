@@ -46,7 +46,7 @@ from cdi_pipeline.lib.governance import suppressed_rows
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.incremental import closure, identity_updates
 from cdi_pipeline.lib.matching.rules import read_overrides
-from cdi_pipeline.lib.matching.run import match
+from cdi_pipeline.lib.matching.run import match, score_pairs
 from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, UNIQUE_ID, derive_spec, prepare_input
 from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.raw import load_source
@@ -396,19 +396,20 @@ def _rematch(
         ]).unique()
         frame = prepared.join(closure_ids, on=UNIQUE_ID, how="semi").sort(UNIQUE_ID)
         overrides = read_overrides(registry.overrides_file(), prepared.get_column(UNIQUE_ID))
-        outcome = match(
-            frame, linker_over(frame), spec, overrides,
-            previous["xref"].filter(unique.is_in(closure_ids.get_column(UNIQUE_ID)
-                                                 .implode())),
-            previous["id_map"],
-            threshold=cfg.match_threshold, review_band=cfg.review_band,
-            min_probability=cfg.min_pair_probability,
-            max_comparisons=cfg.max_comparisons_per_record * max(frame.height, 1),
-            birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
-            attach_min_probability=cfg.attach_min_probability,
-            max_component_size=10 * cfg.max_cluster_size,
-            run_id=run_id, model_version=model.version, now=now,
+        scoring = score_pairs(
+            linker_over(frame), spec, min_probability=cfg.min_pair_probability,
+            budget=cfg.max_comparisons_per_record * max(frame.height, 1), charts_dir=None,
         )
+    outcome = match(
+        frame, scoring, overrides,
+        previous["xref"].filter(unique.is_in(closure_ids.get_column(UNIQUE_ID).implode())),
+        previous["id_map"],
+        threshold=cfg.match_threshold, review_band=cfg.review_band,
+        birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
+        attach_min_probability=cfg.attach_min_probability,
+        max_component_size=10 * cfg.max_cluster_size,
+        run_id=run_id, model_version=model.version, now=now,
+    )
     updates = identity_updates(previous["xref"], previous["id_map"], outcome, closure_ids,
                                affected)
     watch.lap("re-match the affected customers")

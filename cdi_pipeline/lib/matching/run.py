@@ -61,6 +61,10 @@ def _split_key(side: str) -> list[pl.Expr]:
     ]
 
 
+# Pairs the comparison viewer is built from; larger predictions are sampled down to it.
+VIEWER_PAIRS = 100_000
+
+
 def score_pairs(
     linker: Any, spec: ModelSpec, *, min_probability: float, budget: float, charts_dir: Path | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]]:
@@ -97,32 +101,59 @@ def score_pairs(
     log.info("scored %s pairs in %.1fs", f"{pairs.height:,}", time.monotonic() - started)
     charts: dict[str, Path] = {}
     if charts_dir is not None:
-        charts = write_prediction_charts(linker, predicted, charts_dir)
+        charts = write_prediction_charts(linker, predicted, columns, charts_dir)
+    # The prediction and Splink's intermediate tables have served: dropping them hands their
+    # memory back before clustering builds its own frames (at a million records, ~1 GB).
+    linker.table_management.delete_tables_created_by_splink_from_db()
     return pairs, preflight, charts
 
 
-def write_prediction_charts(linker: Any, predicted: Any, charts_dir: Path) -> dict[str, Path]:
-    """Waterfall charts for sampled pairs and Splink's comparison viewer, as HTML."""
+def write_prediction_charts(
+    linker: Any, predicted: Any, columns: list[str], charts_dir: Path
+) -> dict[str, Path]:
+    """Waterfall charts for sampled pairs and Splink's comparison viewer, as HTML.
+
+    The viewer is built from at most VIEWER_PAIRS pairs (every n-th by weight): it shows
+    which comparison patterns occur and examples of each; on all 1.3 million pairs of a
+    million records it took 8 s and half a gigabyte for the same picture.
+    """
     charts_dir.mkdir(parents=True, exist_ok=True)
-    # A spread of pairs from sure non-matches to sure matches: every n-th pair by weight,
-    # picked in the backend so the full prediction never has to come to Python.
-    sample = engine.to_polars(
-        linker.misc.query_sql(
-            f"SELECT * FROM (SELECT *, row_number() OVER (ORDER BY match_weight, unique_id_l, "
-            f"unique_id_r) AS _rank, count(*) OVER () AS _n FROM {predicted.physical_name}) "
-            "WHERE _rank % greatest(CAST(_n / 12 AS BIGINT), 1) = 0 ORDER BY match_weight LIMIT 12"
-        )
+    pred = predicted.physical_name
+    # Pairs ranked by weight on the keys alone: sorting the full prediction rows (every
+    # compared value) is what made these charts slow at a million records.
+    ranked = linker.misc.query_sql(
+        "SELECT unique_id_l, unique_id_r, row_number() OVER (ORDER BY match_weight, "
+        f"unique_id_l, unique_id_r) AS _rank, count(*) OVER () AS _n FROM {pred}"
     )
+    listed = ", ".join(f"p.{c}" for c in columns)
+
+    def every_nth(n_expr: str) -> str:
+        return (f"SELECT {listed} FROM {pred} p JOIN {ranked.physical_name} r ON "
+                "p.unique_id_l = r.unique_id_l AND p.unique_id_r = r.unique_id_r "
+                f"WHERE r._rank % {n_expr} = 0")
+
+    # A spread of pairs from sure non-matches to sure matches, picked in the backend so
+    # the full prediction never has to come to Python.
+    sample = engine.to_polars(linker.misc.query_sql(
+        every_nth("greatest(CAST(r._n / 12 AS BIGINT), 1)") + " ORDER BY p.match_weight LIMIT 12"
+    ))
+    total = int(engine.to_polars(linker.misc.query_sql(
+        f"SELECT count(*) AS n FROM {pred}")).get_column("n")[0])
     out: dict[str, Path] = {}
     if sample.height:
-        records = sample.drop("_rank", "_n").to_dicts()
+        records = sample.to_dicts()
         chart = linker.visualisations.waterfall_chart(records, filter_nulls=True)
         path = charts_dir / "waterfall_sampled_pairs.html"
         path.write_text(chart.to_html(inline=True), encoding="utf-8")
         out["waterfall"] = path
         viewer = charts_dir / "comparison_viewer.html"
+        shown = predicted
+        if total > VIEWER_PAIRS:
+            shown = linker.misc.query_sql(every_nth(str(-(-total // VIEWER_PAIRS))))
+            # Splink's viewer SQL names its input by the prediction's template name.
+            shown.templated_name = predicted.templated_name
         linker.visualisations.comparison_viewer_dashboard(
-            predicted, str(viewer), overwrite=True, num_example_rows=2,
+            shown, str(viewer), overwrite=True, num_example_rows=2,
             # Rare comparison vectors add size, not insight, on large runs.
             minimum_comparison_vector_count=5,
         )
@@ -202,29 +233,27 @@ def build_links(
 
 def match(
     frame: pl.DataFrame,
-    linker: Any,
-    spec: ModelSpec,
+    scoring: tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]],
     overrides: pl.DataFrame,
     previous_xref: pl.DataFrame,
     previous_map: pl.DataFrame,
     *,
     threshold: float,
     review_band: tuple[float, float],
-    min_probability: float,
-    max_comparisons: float,
     birth_date_conflict_blocks_link: bool = True,
     attach_min_probability: float | None = None,
     max_component_size: int | None = None,
     run_id: str,
     model_version: str,
     now,
-    charts_dir: Path | None = None,
 ) -> MatchOutcome:
-    """Score, decide, cluster and assign ids for all records in `frame`."""
-    scored, preflight, charts = score_pairs(
-        linker, spec, min_probability=min_probability, budget=max_comparisons,
-        charts_dir=charts_dir,
-    )
+    """Decide, cluster and assign ids for all records in `frame`, from `score_pairs`'s
+    result (scored pairs, pre-flight counts, charts).
+
+    Scoring is separate so the caller can close the Splink backend first: its tables and
+    buffers are then gone before clustering builds its own frames.
+    """
+    scored, preflight, charts = scoring
     rule_pairs = deterministic_pairs(frame)
     birth_dates = (
         frame.select(UNIQUE_ID, "date_of_birth") if birth_date_conflict_blocks_link else None
