@@ -180,18 +180,31 @@ def write_all(
     tables: list[TableWrite] | tuple = (),
     rows: list[RowWrite] | tuple = (),
 ) -> None:
-    """Whole-table replacements and keyed row replacements in one transaction."""
+    """Whole-table replacements and keyed row replacements in one transaction.
+
+    A table written in batches (`TableWrite.more`) is first built as a staging table, one
+    committed batch at a time, and renamed into place inside the transaction: DuckDB keeps
+    a transaction's uncommitted rows in memory (about 100 bytes a row), which for millions
+    of lineage rows was a gigabyte. Readers still see the old table or the new one, never
+    a part; a run killed while staging leaves the old table and a staging table that the
+    next write drops.
+    """
+    staged = {write.qualified: _stage(con, write) for write in tables if _streamed(write)}
     con.execute("BEGIN TRANSACTION")
     try:
         for i, write in enumerate(tables):
-            view = f"__cdi_incoming_{i}"
-            con.register(view, write.frame.to_arrow())
             schema = quote_identifier(write.schema)
             table = f"{schema}.{quote_identifier(write.name)}"
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
-            con.unregister(view)
-            _append(con, table, write.more)
+            if write.qualified in staged:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+                con.execute(f"ALTER TABLE {staged[write.qualified]} RENAME TO "
+                            f"{quote_identifier(write.name)}")
+            else:
+                view = f"__cdi_incoming_{i}"
+                con.register(view, write.frame.to_arrow())
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
+                con.unregister(view)
             _comment(con, table, write)
         for i, write in enumerate(rows):
             table = f"{quote_identifier(write.schema)}.{quote_identifier(write.name)}"
@@ -210,7 +223,35 @@ def write_all(
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
+        for staging in staged.values():
+            con.execute(f"DROP TABLE IF EXISTS {staging}")
         raise
+
+
+STAGING_PREFIX = "_staging_"
+
+
+def _streamed(write: TableWrite) -> bool:
+    """Whether the write has further batches (an iterator is never known to be empty)."""
+    return not (isinstance(write.more, tuple | list) and not write.more)
+
+
+def _stage(con: duckdb.DuckDBPyConnection, write: TableWrite) -> str:
+    """Build `write` as a staging table next to its target, committing batch by batch;
+    return the staging table's qualified name."""
+    schema = quote_identifier(write.schema)
+    staging = f"{schema}.{quote_identifier(STAGING_PREFIX + write.name)}"
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(f"DROP TABLE IF EXISTS {staging}")
+    try:
+        con.register("__cdi_batch", write.frame.to_arrow())
+        con.execute(f"CREATE TABLE {staging} AS SELECT * FROM __cdi_batch")
+        con.unregister("__cdi_batch")
+        _append(con, staging, write.more)
+    except BaseException:
+        con.execute(f"DROP TABLE IF EXISTS {staging}")
+        raise
+    return staging
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
