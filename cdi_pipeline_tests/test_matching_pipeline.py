@@ -414,3 +414,28 @@ def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_p
         sizes[label] = charts["comparison_viewer"].stat().st_size
     # Built from 40 pairs, the viewer holds fewer comparison patterns and examples.
     assert sizes["sampled"] < sizes["whole"]
+
+
+def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
+    site, _ = first_run
+    model = engine.load_current_model(site.models)
+    records = site.query("SELECT * FROM cleaned.customer_records")
+    frame = prepare_input(records.select(*RECORD_COLUMNS,
+                                         *(c for c in records.columns if c.startswith("id_"))),
+                          max_block_size=50)
+    spec = derive_spec(frame)
+    with engine.open_backend(engine.BackendConfig()) as db_api:
+        def score(suffix: str, **kwargs):
+            linker = engine.linker_for(db_api, frame, model.splink_settings,
+                                       model.term_frequencies, name_suffix=suffix)
+            return run.score_pairs(linker, spec, min_probability=0.5, charts_dir=None, **kwargs)
+
+        exact = int(score("_a", budget=1e12)[1].get_column("cumulative_pairs").max())
+        # A bound within the budget stands in for the exact count.
+        _, preflight, _ = score("_b", budget=1e12, upper_bound=exact + 10)
+        assert preflight.get_column("blocking_rule").to_list() == ["all rules (upper bound)"]
+        # A bound over the budget is not a verdict: the exact count decides, both ways.
+        _, preflight, _ = score("_c", budget=exact, upper_bound=exact + 10)
+        assert int(preflight.get_column("cumulative_pairs").max()) == exact
+        with pytest.raises(run.ComparisonBudgetExceeded):
+            score("_d", budget=exact - 1, upper_bound=exact + 10)

@@ -66,10 +66,21 @@ VIEWER_PAIRS = 100_000
 
 
 def score_pairs(
-    linker: Any, spec: ModelSpec, *, min_probability: float, budget: float, charts_dir: Path | None
+    linker: Any, spec: ModelSpec, *, min_probability: float, budget: float,
+    charts_dir: Path | None, upper_bound: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]]:
-    """Pre-flight the comparison count, predict, and write explanation charts."""
-    preflight = engine.count_comparisons(linker, spec.blocking_rules)
+    """Pre-flight the comparison count, predict, and write explanation charts.
+
+    `upper_bound`, when the caller knows one (pairs per rule summed, overlaps counted
+    twice), settles the pre-flight if it is within the budget: the exact per-rule count
+    costs more than scoring an incremental batch. Over the budget, the exact count decides.
+    """
+    if upper_bound is not None and upper_bound <= budget:
+        preflight = pl.DataFrame({"blocking_rule": ["all rules (upper bound)"],
+                                  "marginal_pairs": [upper_bound],
+                                  "cumulative_pairs": [upper_bound]})
+    else:
+        preflight = engine.count_comparisons(linker, spec.blocking_rules)
     total = int(preflight.get_column("cumulative_pairs").max() or 0)
     if total > budget:
         raise ComparisonBudgetExceeded(
