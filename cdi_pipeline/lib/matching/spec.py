@@ -47,6 +47,7 @@ MATCH_INPUT_COLUMNS = (
     "phone_type",
     "phone_block",
     "postcode",
+    "postcode_block",
     "postcode_area",
     "house_number",
     "street_key",
@@ -237,6 +238,13 @@ def prepare_input(
         .then(None)
         .otherwise(pl.col("phone"))
         .alias("phone_block"),
+        # A full postcode is a street segment: the people at it are few, and a record with
+        # nothing else in common (a sign-up with only an email and a postcode) meets the
+        # others of its address there.
+        pl.when(pl.len().over("postcode") > max_block_size)
+        .then(None)
+        .otherwise(pl.col("postcode"))
+        .alias("postcode_block"),
         *[
             pl.when(pl.len().over(c) > max_block_size).then(None).otherwise(pl.col(c)).alias(c)
             for c in identifiers
@@ -335,6 +343,7 @@ def derive_spec(frame: pl.DataFrame, training_rules: list[list[str]] | None = No
         ["postcode", "house_number"],
         ["last_name_key", "postcode_area"],
         ["first_name_canonical", "postcode"],
+        ["postcode_block"],
         ["street_key", "house_number", "city_key"],
         *[[c] for c in identifiers],
     ]
