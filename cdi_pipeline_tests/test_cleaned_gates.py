@@ -6,11 +6,15 @@ the raw, cleaned and quality layers of the full_refresh job only.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
+import duckdb
+import polars as pl
 
 from cdi_pipeline.definitions import build_definitions
+from cdi_pipeline.defs.cleaned import assets as cleaned_assets
 
 LAYERS = ("raw", "cleaned", "quality")
 
@@ -53,3 +57,42 @@ def test_rejected_share_over_limit_blocks_downstream(
     assert "crm" in check.description
     profiled = result.asset_materializations_for_node("quality__field_profile")
     assert profiled == []
+
+
+def test_a_lost_row_in_a_later_source_leaves_the_previous_tables(
+    small_registry: Path, warehouse_dir: Path, monkeypatch
+) -> None:
+    assert _run(small_registry, warehouse_dir).success
+    before = _table(warehouse_dir, "cleaned.customer_records")
+    real = cleaned_assets.clean_source
+
+    def losing_a_row(raw, source, **kwargs):
+        # A cleaning bug in the last source (shop): one record vanishes without quarantine.
+        result = real(raw, source, **kwargs)
+        if source.name == "shop":
+            result = dataclasses.replace(result, records=result.records.head(-1))
+        return result
+
+    monkeypatch.setattr(cleaned_assets, "clean_source", losing_a_row)
+    result = _run(small_registry, warehouse_dir)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "rows were lost in cleaning" in failure.event_specific_data.error.to_string()
+    # crm and erp had been staged already; none of it reached a table, nothing is left over.
+    assert _table(warehouse_dir, "cleaned.customer_records").equals(before)
+    con = duckdb.connect(str(warehouse_dir / "cdi.duckdb"), read_only=True)
+    try:
+        staging = con.sql("SELECT table_name FROM duckdb_tables() "
+                          "WHERE table_name LIKE '\\_staging\\_%' ESCAPE '\\'").fetchall()
+    finally:
+        con.close()
+    assert staging == []
+
+
+def _table(warehouse: Path, name: str) -> pl.DataFrame:
+    con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
+    try:
+        return con.sql(f"SELECT * EXCLUDE (cleaned_run_id) FROM {name} "
+                       "ORDER BY source, source_record_id").pl()
+    finally:
+        con.close()

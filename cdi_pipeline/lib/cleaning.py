@@ -290,19 +290,6 @@ def clean_source(
     return CleanResult(records=records, quarantine=quarantine, raw_rows=raw.height)
 
 
-def combine(results: list[CleanResult]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """All sources' records in one canonical table (identifier columns unioned) and quarantine."""
-    records = pl.concat([r.records for r in results], how="diagonal_relaxed")
-    quarantine = pl.concat([r.quarantine for r in results], how="vertical_relaxed")
-    ordered = [*CUSTOMER_RECORD_COLUMNS] + sorted(
-        c for c in records.columns if c.startswith(IDENTIFIER_PREFIX)
-    )
-    return (
-        records.select(ordered).sort("source", "source_record_id"),
-        quarantine.sort("source", "source_row_number", "field", nulls_last=False),
-    )
-
-
 def balance(
     raw_counts: dict[str, int], kept_rows: pl.DataFrame, held_rows: pl.DataFrame, *,
     kept: str, held: str,

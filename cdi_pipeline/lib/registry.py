@@ -501,6 +501,9 @@ class Registry(_Strict):
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {dupes}")
         identity = {s.name for s in self.sources if s.is_identity}
+        if not identity:
+            raise ValueError("no identity source: at least one source must map canonical "
+                             "'fields' (names, email, ...); customers are built from them")
         for s in self.sources:
             if s.activity and s.activity.customer and s.activity.customer.source not in identity:
                 raise ValueError(

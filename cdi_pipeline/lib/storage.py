@@ -94,9 +94,12 @@ def _comment(con: duckdb.DuckDBPyConnection, table: str, write: TableWrite | Par
             )
 
 
-def replace_tables(con: duckdb.DuckDBPyConnection, writes: list[TableWrite]) -> None:
+def replace_tables(
+    con: duckdb.DuckDBPyConnection, writes: list[TableWrite],
+    staged: Mapping[str, str] | None = None,
+) -> None:
     """Replace all given tables in one transaction: readers see all old or all new tables."""
-    write_all(con, writes)
+    write_all(con, writes, staged=staged)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,8 @@ def write_all(
     con: duckdb.DuckDBPyConnection,
     tables: list[TableWrite] | tuple = (),
     rows: list[RowWrite] | tuple = (),
+    *,
+    staged: Mapping[str, str] | None = None,
 ) -> None:
     """Whole-table replacements and keyed row replacements in one transaction.
 
@@ -187,9 +192,13 @@ def write_all(
     a transaction's uncommitted rows in memory (about 100 bytes a row), which for millions
     of lineage rows was a gigabyte. Readers still see the old table or the new one, never
     a part; a run killed while staging leaves the old table and a staging table that the
-    next write drops.
+    next write drops. `staged` names tables the caller staged already (`stage_table`),
+    by qualified name.
     """
-    staged = {write.qualified: _stage(con, write) for write in tables if _streamed(write)}
+    staged = dict(staged or {})
+    for write in tables:
+        if write.qualified not in staged and _streamed(write):
+            staged[write.qualified] = stage_table(con, write)
     con.execute("BEGIN TRANSACTION")
     try:
         for i, write in enumerate(tables):
@@ -236,9 +245,9 @@ def _streamed(write: TableWrite) -> bool:
     return not (isinstance(write.more, tuple | list) and not write.more)
 
 
-def _stage(con: duckdb.DuckDBPyConnection, write: TableWrite) -> str:
+def stage_table(con: duckdb.DuckDBPyConnection, write: TableWrite) -> str:
     """Build `write` as a staging table next to its target, committing batch by batch;
-    return the staging table's qualified name."""
+    return the staging table's qualified name (for `write_all(staged=...)`)."""
     schema = quote_identifier(write.schema)
     staging = f"{schema}.{quote_identifier(STAGING_PREFIX + write.name)}"
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

@@ -1,5 +1,6 @@
 """Cleaned layer: canonical customer records and the quarantine, written in one transaction."""
 
+from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -9,10 +10,11 @@ import polars as pl
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.activities import clean_activity, empty_events, event_conservation
-from cdi_pipeline.lib.cleaning import clean_source, combine, conservation
+from cdi_pipeline.lib.cleaning import clean_source, conservation
 from cdi_pipeline.lib.contracts import (
     ACTIVITY_COLUMNS,
     CUSTOMER_RECORD_COLUMNS,
+    IDENTIFIER_PREFIX,
     QUARANTINE_COLUMNS,
     activities_schema,
     customer_records_schema,
@@ -21,7 +23,13 @@ from cdi_pipeline.lib.contracts import (
     quarantine_schema,
 )
 from cdi_pipeline.lib.registry import Registry
-from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
+from cdi_pipeline.lib.storage import (
+    TableWrite,
+    frame_to_markdown,
+    read_table,
+    replace_tables,
+    stage_table,
+)
 
 CUSTOMER_RECORDS = dg.AssetKey(["cleaned", "customer_records"])
 QUARANTINE = dg.AssetKey(["quality", "quarantine"])
@@ -97,74 +105,108 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
     ):
         today = date.fromisoformat(config.reference_date) if config.reference_date else None
         run_id = context.run.run_id
-        results = []
+        identifiers = sorted({n for s in identity for n in s.identifiers})
+        id_columns = [IDENTIFIER_PREFIX + n for n in identifiers]
+        ordered = [*CUSTOMER_RECORD_COLUMNS, *id_columns]
+        contract = customer_records_schema(identifiers)
+        quarantines: list[pl.DataFrame] = []
+        balances: list[pl.DataFrame] = []
         with warehouse.connect() as con:
-            for source in identity:
-                raw = read_table(con, "raw", source.name)
-                result = clean_source(raw, source, run_id=run_id, today=today)
-                context.log.info(
-                    f"{source.name}: {raw.height} raw rows -> {result.records.height} cleaned, "
-                    f"{result.rejected_records} held back, "
-                    f"{result.quarantine.height - result.rejected_records} values nulled"
-                )
-                results.append(result)
-            event_results = []
-            for source in behaviour:
-                raw = read_table(con, "raw", source.name)
-                result = clean_activity(raw, source, run_id=run_id)
-                context.log.info(
-                    f"{source.name}: {raw.height} raw rows -> {result.events.height} "
-                    f"{source.activity.kind} events, {result.rejected_events} held back"
-                )
-                event_results.append(result)
-            records, quarantine = combine(results)
-            events = pl.concat([empty_events(), *(r.events for r in event_results)]).sort(
-                "source", "event_id"
+
+            def records_by_source() -> Iterator[pl.DataFrame]:
+                # One source at a time, each checked on its own and staged before the next is
+                # read: the sources never sit in memory together (at ten million records they
+                # would not fit). Sorted by source then record id, as one table would be.
+                for source in sorted(identity, key=lambda s: s.name):
+                    raw = read_table(con, "raw", source.name)
+                    result = clean_source(raw, source, run_id=run_id, today=today)
+                    del raw
+                    context.log.info(
+                        f"{source.name}: {result.raw_rows} raw rows -> "
+                        f"{result.records.height} cleaned, {result.rejected_records} held "
+                        f"back, {result.quarantine.height - result.rejected_records} values "
+                        "nulled"
+                    )
+                    records = result.records.with_columns(
+                        pl.lit(None, pl.String).alias(c)
+                        for c in id_columns if c not in result.records.columns
+                    ).select(ordered).sort("source_record_id")
+                    _validate(contract, records, "cleaned.customer_records")
+                    balance = conservation({source.name: result.raw_rows}, records,
+                                           result.quarantine)
+                    if not balance.get_column("holds").all():
+                        raise RuntimeError(
+                            "rows were lost in cleaning, nothing was written:\n"
+                            + frame_to_markdown(balance)
+                        )
+                    quarantines.append(result.quarantine)
+                    balances.append(balance)
+                    yield records
+
+            batches = records_by_source()
+            first = next(batches)
+            records_write = TableWrite(
+                "cleaned",
+                "customer_records",
+                first,
+                "Every usable identity record of every source in the canonical shape.",
+                describe(CUSTOMER_RECORD_COLUMNS, identifiers),
+                more=batches,
             )
-            quarantine = pl.concat(
-                [quarantine, *(r.quarantine for r in event_results)], how="vertical_relaxed"
-            ).sort("source", "scope", "source_row_number", "field", nulls_last=False)
-            identifiers = sorted({n for s in identity for n in s.identifiers})
-            _validate(customer_records_schema(identifiers), records, "cleaned.customer_records")
-            _validate(activities_schema(), events, "cleaned.activities")
-            _validate(quarantine_schema(), quarantine, "quality.quarantine")
-            raw_counts = {s.name: r.raw_rows for s, r in zip(identity, results, strict=True)}
-            balance = conservation(raw_counts, records, quarantine)
-            event_balance = event_conservation(
-                {s.name: r.raw_rows for s, r in zip(behaviour, event_results, strict=True)},
-                events,
-                quarantine,
-            )
-            for table in (balance, event_balance):
-                if not table.get_column("holds").all():
+            staged = {records_write.qualified: stage_table(con, records_write)}
+            try:
+                event_results = []
+                for source in behaviour:
+                    raw = read_table(con, "raw", source.name)
+                    result = clean_activity(raw, source, run_id=run_id)
+                    context.log.info(
+                        f"{source.name}: {raw.height} raw rows -> {result.events.height} "
+                        f"{source.activity.kind} events, {result.rejected_events} held back"
+                    )
+                    event_results.append(result)
+                balance = pl.concat(balances).sort("source")
+                events = pl.concat([empty_events(), *(r.events for r in event_results)]).sort(
+                    "source", "event_id"
+                )
+                quarantine = pl.concat(
+                    [*quarantines, *(r.quarantine for r in event_results)],
+                    how="vertical_relaxed",
+                ).sort("source", "scope", "source_row_number", "field", nulls_last=False)
+                _validate(activities_schema(), events, "cleaned.activities")
+                _validate(quarantine_schema(), quarantine, "quality.quarantine")
+                event_balance = event_conservation(
+                    {s.name: r.raw_rows for s, r in zip(behaviour, event_results, strict=True)},
+                    events,
+                    quarantine,
+                )
+                if not event_balance.get_column("holds").all():
                     raise RuntimeError(
                         "rows were lost in cleaning, nothing was written:\n"
-                        + frame_to_markdown(table.filter(~pl.col("holds")))
+                        + frame_to_markdown(event_balance.filter(~pl.col("holds")))
                     )
-            writes = [
-                TableWrite(
-                    "cleaned",
-                    "customer_records",
-                    records,
-                    "Every usable identity record of every source in the canonical shape.",
-                    describe(CUSTOMER_RECORD_COLUMNS, identifiers),
-                ),
-                TableWrite(
-                    "cleaned",
-                    "activities",
-                    events,
-                    "Every usable behavioural event with the identity record it belongs to.",
-                    describe(ACTIVITY_COLUMNS),
-                ),
-                TableWrite(
-                    "quality",
-                    "quarantine",
-                    quarantine,
-                    "Values nulled and records held back by cleaning rules, with reasons.",
-                    describe(QUARANTINE_COLUMNS),
-                ),
-            ]
-            replace_tables(con, writes)
+                writes = [
+                    records_write,
+                    TableWrite(
+                        "cleaned",
+                        "activities",
+                        events,
+                        "Every usable behavioural event with the identity record it belongs to.",
+                        describe(ACTIVITY_COLUMNS),
+                    ),
+                    TableWrite(
+                        "quality",
+                        "quarantine",
+                        quarantine,
+                        "Values nulled and records held back by cleaning rules, with reasons.",
+                        describe(QUARANTINE_COLUMNS),
+                    ),
+                ]
+                replace_tables(con, writes, staged=staged)
+            except BaseException:
+                # The staged records never became the table; leave nothing of them behind.
+                con.execute(f"DROP TABLE IF EXISTS {staged[records_write.qualified]}")
+                raise
+        records_total = int(balance.get_column("cleaned").sum())
 
         per_rule = (
             quarantine.group_by("source", "scope", "rule")
@@ -174,7 +216,7 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             asset_key=CUSTOMER_RECORDS,
             metadata={
-                **table_metadata(writes[0]),
+                **table_metadata(writes[0], rows=records_total),
                 "records_per_source": dg.MetadataValue.md(frame_to_markdown(balance)),
                 "records_held_back": dg.MetadataValue.int(
                     int(balance.get_column("quarantined").sum())

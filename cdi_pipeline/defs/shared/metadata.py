@@ -20,10 +20,11 @@ def column_schema(frame: pl.DataFrame, descriptions: Mapping[str, str]) -> dg.Ta
     )
 
 
-def table_metadata(write: TableWrite) -> dict[str, object]:
-    """Row count, table name and column schema of a written table."""
+def table_metadata(write: TableWrite, rows: int | None = None) -> dict[str, object]:
+    """Row count, table name and column schema of a written table (`rows`: the count of a
+    table written in batches, whose frame is only the first)."""
     return {
-        "dagster/row_count": dg.MetadataValue.int(write.frame.height),
+        "dagster/row_count": dg.MetadataValue.int(write.frame.height if rows is None else rows),
         "dagster/table_name": dg.MetadataValue.text(f"cdi.{write.qualified}"),
         "dagster/column_schema": column_schema(write.frame, write.column_descriptions),
     }
