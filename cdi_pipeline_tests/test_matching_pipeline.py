@@ -439,3 +439,21 @@ def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
         assert int(preflight.get_column("cumulative_pairs").max()) == exact
         with pytest.raises(run.ComparisonBudgetExceeded):
             score("_d", budget=exact - 1, upper_bound=exact + 10)
+
+
+def test_golden_records_in_passes_equal_one_pass(first_run, tmp_path: Path) -> None:
+    site, _ = first_run
+    passes = site.copy_to(tmp_path / "passes")
+    with passes.registry.open("a", encoding="utf-8") as handle:
+        handle.write("golden:\n  batch_customers: 37\n")
+    defs = build_definitions(passes.registry, passes.warehouse)
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[dg.AssetKey(["golden", "customers"]),
+                         dg.AssetKey(["golden", "field_lineage"])])
+    (materialization,) = result.asset_materializations_for_node("golden_customers")[:1]
+    customers = site.query("SELECT count(*) AS n FROM golden.customers").item()
+    assert materialization.metadata["survivorship_passes"].value == -(-customers // 37)
+    for table, order in (("golden.customers", "customer_id"),
+                         ("golden.field_lineage", "customer_id, field")):
+        sql = f"SELECT * FROM {table} ORDER BY {order}"
+        assert passes.query(sql).equals(site.query(sql)), table

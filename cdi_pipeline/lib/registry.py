@@ -302,6 +302,12 @@ class GoldenConfig(_Strict):
         "candidates apart; fields not listed use the defaults. The source name and record id "
         "break any remaining tie.",
     )
+    batch_customers: int = Field(
+        200_000,
+        ge=1,
+        description="Customers built per pass (their records are in memory together); "
+        "passes follow customer_id order, so the result does not depend on it.",
+    )
 
     @field_validator("survivorship")
     @classmethod

@@ -78,13 +78,6 @@ def writer_lock(lock_path: Path, timeout_s: float = 3600.0) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _append(con: duckdb.DuckDBPyConnection, table: str, batches: Iterable[pl.DataFrame]) -> None:
-    for batch in batches:
-        con.register("__cdi_batch", batch.to_arrow())
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __cdi_batch")
-        con.unregister("__cdi_batch")
-
-
 def _comment(con: duckdb.DuckDBPyConnection, table: str, write: TableWrite | PartitionWrite):
     con.execute(f"COMMENT ON TABLE {table} IS {quote_literal(write.description)}")
     for column, text in write.column_descriptions.items():
@@ -245,22 +238,48 @@ def _streamed(write: TableWrite) -> bool:
     return not (isinstance(write.more, tuple | list) and not write.more)
 
 
+class Staging:
+    """A staging table beside its target, filled one committed batch at a time (so no
+    transaction holds the rows in memory) and swapped in by `write_all(staged=...)`.
+    Whoever fills it drops it when something fails before the swap."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, schema: str, name: str) -> None:
+        self._con = con
+        self.qualified_target = f"{schema}.{name}"
+        self.name = f"{quote_identifier(schema)}.{quote_identifier(STAGING_PREFIX + name)}"
+        self._created = False
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+        # What a killed run left behind is nobody's data any more.
+        con.execute(f"DROP TABLE IF EXISTS {self.name}")
+
+    def append(self, frame: pl.DataFrame) -> None:
+        """Add one batch (committed on its own)."""
+        self._con.register("__cdi_batch", frame.to_arrow())
+        try:
+            verb = (f"INSERT INTO {self.name} BY NAME SELECT * FROM __cdi_batch" if self._created
+                    else f"CREATE TABLE {self.name} AS SELECT * FROM __cdi_batch")
+            self._con.execute(verb)
+            self._created = True
+        finally:
+            self._con.unregister("__cdi_batch")
+
+    def drop(self) -> None:
+        """Remove the staging table (after a failure)."""
+        self._con.execute(f"DROP TABLE IF EXISTS {self.name}")
+
+
 def stage_table(con: duckdb.DuckDBPyConnection, write: TableWrite) -> str:
     """Build `write` as a staging table next to its target, committing batch by batch;
     return the staging table's qualified name (for `write_all(staged=...)`)."""
-    schema = quote_identifier(write.schema)
-    staging = f"{schema}.{quote_identifier(STAGING_PREFIX + write.name)}"
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute(f"DROP TABLE IF EXISTS {staging}")
+    staging = Staging(con, write.schema, write.name)
     try:
-        con.register("__cdi_batch", write.frame.to_arrow())
-        con.execute(f"CREATE TABLE {staging} AS SELECT * FROM __cdi_batch")
-        con.unregister("__cdi_batch")
-        _append(con, staging, write.more)
+        staging.append(write.frame)
+        for batch in write.more:
+            staging.append(batch)
     except BaseException:
-        con.execute(f"DROP TABLE IF EXISTS {staging}")
+        staging.drop()
         raise
-    return staging
+    return staging.name
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:

@@ -20,6 +20,7 @@ from cdi_pipeline.lib.golden.survivorship import (
 )
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import (
+    Staging,
     TableWrite,
     frame_to_markdown,
     quote_identifier,
@@ -33,14 +34,6 @@ CUSTOMER_FEATURES = dg.AssetKey(["golden", "customer_features"])
 CUSTOMER_360 = dg.AssetKey(["golden", "customer_360"])
 CUSTOMER_SEGMENTS = dg.AssetKey(["segments", "customer_segments"])
 CUSTOMER_ENRICHMENT = dg.AssetKey(["enrichment", "customer_enrichment"])
-
-
-def _fill_share(frame: pl.DataFrame) -> pl.DataFrame:
-    """Share of customers with a value, per column (what survivorship could fill)."""
-    total = max(frame.height, 1)
-    return frame.select(
-        pl.col(c).is_not_null().sum().truediv(total).round(4).alias(c) for c in frame.columns
-    ).unpivot(variable_name="column", value_name="filled_share")
 
 
 def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
@@ -73,37 +66,88 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     )
     def golden_customers(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         started = time.monotonic()
-        wanted = ", ".join(quote_identifier(c) for c in RECORD_COLUMNS)
+        wanted = ", ".join(f"c.{quote_identifier(c)}" for c in RECORD_COLUMNS)
+        per_pass = registry.golden.batch_customers
         with warehouse.connect() as con:
-            records = con.sql(f"SELECT {wanted} FROM cleaned.customer_records").pl()
-            xref = read_table(con, "golden", "customer_xref")
-            events = con.sql(
-                "SELECT source, event_id, customer_source, customer_record_id, occurred_at "
-                "FROM cleaned.activities WHERE customer_source = source"
-            ).pl()
-        context.log.info(f"survivorship over {records.height:,} records, "
-                         f"{xref.get_column('customer_id').n_unique():,} customers")
-        result = build_golden(records, xref, events, registry.golden)
-        writes = [
-            TableWrite("golden", "customers", result.customers,
-                       "One golden record per customer (survivorship per field).",
-                       CUSTOMER_COLUMNS),
-        ]
-        batches = result.lineage_batches()
-        lineage_write = TableWrite(
-            "golden", "field_lineage", next(batches),
-            "Where every golden value came from and which rule chose it.", LINEAGE_COLUMNS,
-            more=batches,
-        )
-        with warehouse.connect() as con:
-            replace_tables(con, [*writes, lineage_write])
+            # Passes over contiguous customer_id ranges: survivorship only ever looks inside
+            # one customer, so the passes give what one pass would, in a fraction of memory.
+            bounds = [r[0] for r in con.sql(
+                "SELECT customer_id FROM (SELECT customer_id, row_number() OVER "
+                "(ORDER BY customer_id) AS rn FROM (SELECT DISTINCT customer_id FROM "
+                "golden.customer_xref)) WHERE (rn - 1) % $n = 0 ORDER BY customer_id",
+                params={"n": per_pass}).fetchall()]
+            # No customers at all still makes one (empty) pass: the tables get their columns.
+            ranges = list(zip(bounds, [*bounds[1:], None], strict=True)) or [(None, None)]
+            customers_staging = Staging(con, "golden", "customers")
+            lineage_staging = Staging(con, "golden", "field_lineage")
+            pieces: dict[str, list[pl.DataFrame]] = {"sizes": [], "filled": [], "rules": []}
+            customers_total, multi_source, preview = 0, 0, None
+            templates: dict[str, pl.DataFrame] = {}
+            try:
+                for i, (low, high) in enumerate(ranges, start=1):
+                    in_range = ("($low IS NULL OR x.customer_id >= $low) AND "
+                                "($high IS NULL OR x.customer_id < $high)")
+                    span = {"low": low, "high": high}
+                    xref = con.sql(
+                        "SELECT source, source_record_id, customer_id, match_confidence FROM "
+                        f"golden.customer_xref x WHERE {in_range}", params=span).pl()
+                    records = con.sql(
+                        f"SELECT {wanted} FROM cleaned.customer_records c JOIN "
+                        "golden.customer_xref x USING (source, source_record_id) "
+                        f"WHERE {in_range}", params=span).pl()
+                    events = con.sql(
+                        "SELECT a.source, a.event_id, a.customer_source, a.customer_record_id, "
+                        "a.occurred_at FROM cleaned.activities a JOIN golden.customer_xref x "
+                        "ON x.source = a.source AND x.source_record_id = a.event_id "
+                        f"WHERE a.customer_source = a.source AND {in_range}", params=span).pl()
+                    context.log.info(f"survivorship pass {i}/{len(ranges)}: "
+                                     f"{records.height:,} records")
+                    result = build_golden(records, xref, events, registry.golden)
+                    del records, xref, events
+                    customers = result.customers
+                    customers_staging.append(customers)
+                    for batch in result.lineage_batches():
+                        lineage_staging.append(batch)
+                        templates.setdefault("lineage", batch.clear())
+                    templates.setdefault("customers", customers.clear())
+                    customers_total += customers.height
+                    multi_source += customers.filter(pl.col("sources") > 1).height
+                    pieces["sizes"].append(customers.group_by("records").len())
+                    pieces["filled"].append(customers.select(
+                        pl.col(c).is_not_null().sum() for c in customers.columns))
+                    pieces["rules"].append(result.rule_counts)
+                    if preview is None:
+                        preview = customers.select("customer_id", "records", "sources",
+                                                   "source_list", "gender", "country").head(10)
+                    del result, customers
+                # The rows are staged; the frames only carry the columns to describe.
+                writes = [
+                    TableWrite("golden", "customers", templates["customers"],
+                               "One golden record per customer (survivorship per field).",
+                               CUSTOMER_COLUMNS),
+                    TableWrite("golden", "field_lineage", templates["lineage"],
+                               "Where every golden value came from and which rule chose it.",
+                               LINEAGE_COLUMNS),
+                ]
+                replace_tables(con, writes, staged={
+                    "golden.customers": customers_staging.name,
+                    "golden.field_lineage": lineage_staging.name,
+                })
+            except BaseException:
+                customers_staging.drop()
+                lineage_staging.drop()
+                raise
             lineage_rows, contested = con.sql(
                 "SELECT count(*), count(runner_up_source) FROM golden.field_lineage"
             ).fetchall()[0]
         seconds = round(time.monotonic() - started, 2)
-        sizes = result.customers.group_by("records").agg(pl.len().alias("customers")).sort(
-            "records"
-        )
+        sizes = (pl.concat(pieces["sizes"]).group_by("records").agg(pl.col("len").sum()
+                 .alias("customers")).sort("records"))
+        filled = pl.concat(pieces["filled"]).sum().select(
+            (pl.all() / max(customers_total, 1)).round(4)
+        ).unpivot(variable_name="column", value_name="filled_share")
+        rule_counts = (pl.concat(pieces["rules"], how="diagonal_relaxed").fill_null(0)
+                       .group_by("field").sum().sort("field"))
         rules = {
             name: "\n".join(f"{i + 1}. {r}" for i, r in enumerate(registry.golden.rules_for(name)))
             for name in ("first_name", "last_name", "email", "phone", "address")
@@ -111,30 +155,22 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         yield dg.MaterializeResult(
             asset_key=CUSTOMERS,
             metadata={
-                **table_metadata(writes[0]),
+                **table_metadata(writes[0], rows=customers_total),
                 "seconds": dg.MetadataValue.float(seconds),
-                "multi_source_customers": dg.MetadataValue.int(
-                    result.customers.filter(pl.col("sources") > 1).height
-                ),
+                "survivorship_passes": dg.MetadataValue.int(len(ranges)),
+                "multi_source_customers": dg.MetadataValue.int(multi_source),
                 "records_per_customer": dg.MetadataValue.md(frame_to_markdown(sizes, 30)),
-                "filled_share": dg.MetadataValue.md(
-                    frame_to_markdown(_fill_share(result.customers), 40)
-                ),
+                "filled_share": dg.MetadataValue.md(frame_to_markdown(filled, 40)),
                 "survivorship_rules": dg.MetadataValue.json(rules),
                 # Ids and counts only: Dagster's event log is no place for personal data.
-                "preview": dg.MetadataValue.md(frame_to_markdown(
-                    result.customers.select("customer_id", "records", "sources", "source_list",
-                                            "gender", "country"), 10)),
+                "preview": dg.MetadataValue.md(frame_to_markdown(preview, 10)),
             },
         )
         yield dg.MaterializeResult(
             asset_key=FIELD_LINEAGE,
             metadata={
-                **table_metadata(lineage_write),
-                "dagster/row_count": dg.MetadataValue.int(lineage_rows),
-                "deciding_rule_per_field": dg.MetadataValue.md(
-                    frame_to_markdown(result.rule_counts)
-                ),
+                **table_metadata(writes[1], rows=lineage_rows),
+                "deciding_rule_per_field": dg.MetadataValue.md(frame_to_markdown(rule_counts)),
                 "contested_values": dg.MetadataValue.int(contested),
                 "example_query": dg.MetadataValue.md(
                     "Why does a customer have this address?\n```sql\n"
