@@ -146,7 +146,10 @@ def with_surname_from_email(
         .group_by(row)
         .agg(t.sort_by(length, pl.col(pos), descending=[True, False]).first().alias(alias))
     )
-    return framed.join(guesses, on=row, how="left", maintain_order="left").drop(row)
+    # Only the guess column is aligned back: joining the whole frame would copy every column
+    # (at ten million records, gigabytes) to add one.
+    aligned = framed.select(row).join(guesses, on=row, how="left", maintain_order="left")
+    return frame.with_columns(aligned.get_column(alias))
 
 
 def record_key(source: pl.Expr, record_id: pl.Expr) -> pl.Expr:
