@@ -22,7 +22,7 @@ class WarehouseResource(dg.ConfigurableResource):
     """The pipeline's DuckDB warehouse (cdi.duckdb) and the folder for reports and exports."""
 
     directory: str = Field(description="Folder holding cdi.duckdb, reports and exports.")
-    memory_limit: str = Field("2GB", description="DuckDB memory_limit for pipeline connections.")
+    memory_limit: str = Field("1536MB", description="DuckDB memory_limit for pipeline connections.")
     threads: int = Field(2, description="DuckDB threads for pipeline connections.")
     lock_timeout_seconds: float = Field(
         3600.0, description="How long a run waits for another run's write to finish."
