@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from cdi_pipeline.lib.cleaning import balance
-from cdi_pipeline.lib.contracts import ACTIVITY_COLUMNS, QUARANTINE_COLUMNS
+from cdi_pipeline.lib.contracts import ACTIVITY_COLUMNS, QUARANTINE_COLUMNS, empty_frame
 from cdi_pipeline.lib.registry import Source
 from cdi_pipeline.lib.standardise import parse_datetimes
 from cdi_pipeline.lib.standardise.text import squish, strip_control_chars
@@ -186,7 +186,7 @@ def clean_activity(raw: pl.DataFrame, source: Source, run_id: str) -> ActivityRe
 
 def empty_events() -> pl.DataFrame:
     """An events table with no rows (a source set without behavioural sources)."""
-    return pl.DataFrame(schema={name: spec.dtype for name, spec in ACTIVITY_COLUMNS.items()})
+    return empty_frame(ACTIVITY_COLUMNS)
 
 
 def event_conservation(raw_counts: dict[str, int], events: pl.DataFrame,

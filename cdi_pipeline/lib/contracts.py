@@ -159,6 +159,11 @@ QUARANTINE_COLUMNS: dict[str, ColumnSpec] = {
 }
 
 
+def empty_frame(columns: dict[str, ColumnSpec]) -> pl.DataFrame:
+    """A table of these columns with no rows (its schema, for an empty batch)."""
+    return pl.DataFrame(schema={name: spec.dtype for name, spec in columns.items()})
+
+
 def describe(columns: dict[str, ColumnSpec], identifiers: list[str] = ()) -> dict[str, str]:
     """Column descriptions for comments and metadata, identifier columns included."""
     described = {name: spec.description for name, spec in columns.items()}

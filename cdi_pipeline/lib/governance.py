@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cdi_pipeline.lib.governed_files import read_governed_csv
 from cdi_pipeline.lib.privacy import keyed_hash_sql
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.standardise import standardise_email, standardise_phone
@@ -72,20 +73,9 @@ class ErasureTargets:
 def read_requests(path: Path) -> pl.DataFrame:
     """The requests, validated; an absent file means no requests."""
     schema = {c: pl.String for c in REQUEST_COLUMNS}
-    if not path.is_file():
+    frame = read_governed_csv(path, tuple(REQUEST_COLUMNS), (), ErasureRequestError)
+    if frame is None:
         return pl.DataFrame(schema=schema)
-    try:
-        frame = pl.read_csv(path, infer_schema=False)
-    except pl.exceptions.ComputeError as exc:
-        raise ErasureRequestError(f"{path}: not a readable CSV: {exc}") from exc
-    missing = [c for c in REQUEST_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ErasureRequestError(
-            f"{path}: column(s) {missing} missing; expected header {','.join(REQUEST_COLUMNS)}"
-        )
-    frame = frame.select(REQUEST_COLUMNS).with_columns(
-        pl.col(c).str.strip_chars() for c in REQUEST_COLUMNS
-    ).with_row_index("line", offset=2)
     problems = frame.with_columns(
         pl.when(pl.col("request_id").is_null() | (pl.col("request_id") == ""))
         .then(pl.lit("request_id is empty"))

@@ -88,13 +88,14 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                     in_range = ("($low IS NULL OR x.customer_id >= $low) AND "
                                 "($high IS NULL OR x.customer_id < $high)")
                     span = {"low": low, "high": high}
-                    xref = con.sql(
-                        "SELECT source, source_record_id, customer_id, match_confidence FROM "
-                        f"golden.customer_xref x WHERE {in_range}", params=span).pl()
+                    # One read: the records with their customer; the map is derived from it.
                     records = con.sql(
-                        f"SELECT {wanted} FROM cleaned.customer_records c JOIN "
-                        "golden.customer_xref x USING (source, source_record_id) "
-                        f"WHERE {in_range}", params=span).pl()
+                        f"SELECT {wanted}, x.customer_id, x.match_confidence FROM "
+                        "cleaned.customer_records c JOIN golden.customer_xref x "
+                        f"USING (source, source_record_id) WHERE {in_range}", params=span).pl()
+                    xref = records.select("source", "source_record_id", "customer_id",
+                                          "match_confidence")
+                    records = records.drop("customer_id", "match_confidence")
                     events = con.sql(
                         "SELECT a.source, a.event_id, a.customer_source, a.customer_record_id, "
                         "a.occurred_at FROM cleaned.activities a JOIN golden.customer_xref x "

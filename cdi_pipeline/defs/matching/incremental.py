@@ -34,9 +34,9 @@ from cdi_pipeline.defs.shared.resources import (
     ReferenceResource,
     WarehouseResource,
 )
-from cdi_pipeline.lib.activities import clean_activity
+from cdi_pipeline.lib.activities import clean_activity, empty_events
 from cdi_pipeline.lib.cleaning import clean_source
-from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX, QUARANTINE_COLUMNS
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX, QUARANTINE_COLUMNS, empty_frame
 from cdi_pipeline.lib.enrichment.enrich import address_key, enrich_customers, quarter_of
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
@@ -160,7 +160,6 @@ def build_incremental(registry: Registry):
             cleaned = con.sql(
                 f"SELECT {', '.join(match_columns)} FROM cleaned.customer_records").pl()
             no_records = con.sql("SELECT * FROM cleaned.customer_records LIMIT 0").pl()
-            activities = con.sql("SELECT * FROM cleaned.activities LIMIT 0").pl()
             # Only what the batch needs: strong pairs (for one more hop), not every pair.
             previous = {
                 "strong_pairs": con.sql(
@@ -224,7 +223,7 @@ def build_incremental(registry: Registry):
         # Customers the new events (orders, say) point at get new features as well.
         referenced = pl.concat(
             [e.select("customer_source", "customer_record_id") for e in new_events]
-            or [activities.select("customer_source", "customer_record_id").clear()]
+            or [empty_events().select("customer_source", "customer_record_id")]
         ).rename({"customer_source": "source", "customer_record_id": "source_record_id"})
         by_events = xref_now.join(referenced, on=keys, how="semi").select("customer_id")
         touched = pl.concat([touched, by_events]).unique()
@@ -269,10 +268,10 @@ def build_incremental(registry: Registry):
             RowWrite("cleaned", "customer_records", fresh, tuple(keys)),
             RowWrite("cleaned", "activities",
                      pl.concat(new_events, how="diagonal_relaxed") if new_events
-                     else activities.clear(), ("source", "event_id")),
+                     else empty_events(), ("source", "event_id")),
             RowWrite("quality", "quarantine",
                      pl.concat(quarantine_rows, how="diagonal_relaxed") if quarantine_rows
-                     else read_table_empty(), ("source", "source_file")),
+                     else empty_frame(QUARANTINE_COLUMNS), ("source", "source_file")),
             RowWrite("golden", "customers", golden.customers, ("customer_id",), by_customer),
             RowWrite("golden", "field_lineage", golden.lineage, ("customer_id",), by_customer),
             RowWrite("golden", "customer_features", features, ("customer_id",), by_customer),
@@ -477,8 +476,3 @@ def _identity_rows(updates, run_id: str) -> list[RowWrite]:
         RowWrite("golden", "customer_id_map", updates.id_map_rows, ("customer_id",),
                  updates.id_map_rows.select("customer_id")),
     ]
-
-
-def read_table_empty() -> pl.DataFrame:
-    """No quarantine rows."""
-    return pl.DataFrame(schema={n: s.dtype for n, s in QUARANTINE_COLUMNS.items()})

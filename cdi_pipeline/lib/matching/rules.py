@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
+from cdi_pipeline.lib.governed_files import read_governed_csv
 from cdi_pipeline.lib.matching.spec import UNIQUE_ID, record_key
 
 OVERRIDE_COLUMNS = (
@@ -95,23 +96,9 @@ def read_overrides(path: Path, known_ids: pl.Series) -> pl.DataFrame:
     """
     schema = {"unique_id_l": pl.String, "unique_id_r": pl.String, "decision": pl.String,
               "decided_by": pl.String, "reason": pl.String, "decided_on": pl.String}
-    if not path.is_file():
+    raw = read_governed_csv(path, tuple(OVERRIDE_COLUMNS), ("decided_on",), OverrideFileError)
+    if raw is None:
         return pl.DataFrame(schema=schema)
-    try:
-        raw = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
-    except pl.exceptions.PolarsError as exc:
-        raise OverrideFileError(f"{path}: not a readable CSV: {exc}") from None
-    missing = [c for c in OVERRIDE_COLUMNS if c not in raw.columns]
-    if missing:
-        raise OverrideFileError(
-            f"{path}: missing columns {missing}; expected {list(OVERRIDE_COLUMNS)} "
-            "(and optionally decided_on)"
-        )
-    if "decided_on" not in raw.columns:
-        raw = raw.with_columns(pl.lit(None, pl.String).alias("decided_on"))
-    raw = raw.with_row_index("line", offset=2).with_columns(
-        pl.col(c).str.strip_chars() for c in (*OVERRIDE_COLUMNS, "decided_on")
-    )
     frame = raw.with_columns(
         record_key(pl.col("source_l"), pl.col("source_record_id_l")).alias("a"),
         record_key(pl.col("source_r"), pl.col("source_record_id_r")).alias("b"),
