@@ -8,14 +8,12 @@ from cdi_pipeline.defs.golden.assets import CUSTOMER_360, CUSTOMER_SEGMENTS
 from cdi_pipeline.defs.matching.assets import ID_MAP
 from cdi_pipeline.defs.segments.assets import SEGMENT_SUMMARY
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
-from cdi_pipeline.lib.privacy import pseudonym_key
+from cdi_pipeline.lib.privacy import UNMASKED_PATTERN, pseudonym_key
 from cdi_pipeline.lib.publish import ANALYTICS_FILE, STORAGE_VERSION, build_analytics_file
 
 ANALYTICS = dg.AssetKey(["published", "analytics"])
 NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
 
-# An email with its local part, or a phone number with all its digits, in any text column.
-_UNMASKED = r"^[^*@\s]{2,}@|^\+?[0-9][0-9 \-]{7,}$"
 
 
 @dg.asset(
@@ -71,7 +69,7 @@ def no_direct_identifiers(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         for table, column, _ in columns:
             found = con.execute(
                 f'SELECT count(*) FROM "{table}" WHERE regexp_matches("{column}", ?)',
-                [_UNMASKED],
+                [UNMASKED_PATTERN],
             ).fetchall()[0][0]
             if found:
                 leaks[f"{table}.{column}"] = found

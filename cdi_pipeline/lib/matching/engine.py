@@ -283,7 +283,9 @@ def tf_dir_for(model_path: Path) -> Path:
 def model_version(
     splink_settings_dict: dict[str, Any], tf_tables: dict[str, pl.DataFrame] | None = None
 ) -> str:
-    """Content hash of settings, parameters and frozen term frequencies."""
+    """Content hash of settings, parameters and frozen term frequencies, as `m` + 12 hex
+    digits: the letter keeps a version from ever reading as a number (an all-digit hash
+    looks like an unmasked phone number to the analyst file's leak check)."""
     digest = hashlib.sha256(
         json.dumps(splink_settings_dict, sort_keys=True, default=str).encode()
     )
@@ -291,7 +293,7 @@ def model_version(
         # CSV of the sorted table: the same content gives the same bytes in any polars version.
         digest.update(col.encode())
         digest.update(table.sort(table.columns).write_csv().encode())
-    return digest.hexdigest()[:12]
+    return "m" + digest.hexdigest()[:12]
 
 
 def current_model_path(models_dir: Path) -> Path:
