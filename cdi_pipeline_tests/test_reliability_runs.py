@@ -58,20 +58,21 @@ SHARES = (0.15, 0.5, 0.85)
 
 
 @dataclass
-class Scenario:
-    root: Path
-    registry: Path
-    before: Workspace
-    after: Workspace
-    reference: RefreshRun  # the uninterrupted S0 -> S1 run, for step durations
-    tables: tuple[Fingerprint, Fingerprint]
-    analytics: tuple[Fingerprint, Fingerprint]
-    exports: tuple[dict[str, str], dict[str, str]]
+class State:
+    """What runs left behind: every table, the analyst file and the activation export
+    (None where a run has not made it yet)."""
+
+    tables: Fingerprint
+    analytics: Fingerprint | None
+    exports: dict[str, str] | None
 
 
-def export_digest(ws: Workspace) -> dict[str, str]:
+def export_digest(ws: Workspace) -> dict[str, str] | None:
     """Contents of the published activation export: file name -> digest of its rows."""
-    folder = (ws.warehouse / "exports" / "activation").resolve(strict=True)
+    link = ws.warehouse / "exports" / "activation"
+    if not link.is_symlink():
+        return None
+    folder = link.resolve(strict=True)
     json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     digest = {}
     for csv in sorted(folder.glob("*.csv")):
@@ -82,103 +83,134 @@ def export_digest(ws: Workspace) -> dict[str, str]:
     return digest
 
 
+def state_of(ws: Workspace) -> State:
+    return State(
+        fingerprint(ws.database) if ws.database.exists() else {},
+        fingerprint(ws.analytics) if ws.analytics.exists() else None,
+        export_digest(ws),
+    )
+
+
+@dataclass
+class Transition:
+    """From one state to the next with one source set; `start` None is an empty warehouse."""
+
+    registry: Path
+    start: Workspace | None
+    reference: RefreshRun  # the uninterrupted run, for step durations
+    old: State
+    new: State
+
+
+@dataclass
+class Scenario:
+    root: Path
+    first: Transition  # an empty warehouse -> S0 (the partial source set)
+    update: Transition  # S0 -> S1 (the full source set)
+
+
+def _source_set(root: Path, name: str, like: Path, share_held_back: float = 0.0) -> Path:
+    folder = root / name
+    shutil.copytree(like, folder)
+    if share_held_back:
+        hold_back(folder, share_held_back)
+        shutil.rmtree(folder / "incoming")
+    return folder / "sources.yaml"
+
+
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Scenario:
     root = tmp_path_factory.mktemp("crash")
-    full = root / "full"
-    generate(persons=300, seed=11, out_dir=full, progress=False)
-    registry_file = full / "sources.yaml"
+    generated = root / "generated"
+    generate(persons=300, seed=11, out_dir=generated, progress=False)
+    registry_file = generated / "sources.yaml"
     # The injected junk tickets of a small set sit just over the 5% gate this test is not about.
     registry_file.write_text(
         registry_file.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n", "utf-8")
-    partial = root / "partial"
-    shutil.copytree(full, partial)
-    hold_back(partial, 0.1)
-    shutil.rmtree(partial / "incoming")
+    partial = _source_set(root, "partial", generated, share_held_back=0.1)
+    full = _source_set(root, "full", generated)
 
-    source_set = root / "input"
-    shutil.copytree(partial, source_set)
-    registry = source_set / "sources.yaml"
-    before = workspace(root / "s0", registry)
+    before = workspace(root / "s0", partial)
     first = refresh(before)
     assert first.succeeded_run, first.log[-4000:]
-
-    shutil.rmtree(source_set)
-    shutil.copytree(full, source_set)
-    after = workspace(root / "s1", registry)
+    after = workspace(root / "s1", full)
     before.copy_warehouse_to(after)
-    reference = refresh(after)
-    assert reference.succeeded_run, reference.log[-4000:]
+    update = refresh(after)
+    assert update.succeeded_run, update.log[-4000:]
 
-    scenario = Scenario(
-        root, registry, before, after, reference,
-        (fingerprint(before.database), fingerprint(after.database)),
-        (fingerprint(before.analytics), fingerprint(after.analytics)),
-        (export_digest(before), export_digest(after)),
-    )
-    # The scenario must tell the two states apart, or the checks below prove nothing.
-    changed = [t for t in scenario.tables[1] if scenario.tables[0].get(t) != scenario.tables[1][t]]
+    s0, s1 = state_of(before), state_of(after)
+    # The states must differ where it matters, or the checks below prove nothing.
     for table in ("raw.crm_contacts", "cleaned.customer_records", "golden.customer_xref",
                   "golden.customers", "segments.customer_segments", "golden.customer_360"):
-        assert table in changed, f"{table} is the same before and after"
-    assert scenario.analytics[0] != scenario.analytics[1]
-    assert scenario.exports[0] != scenario.exports[1]
-    return scenario
+        assert s0.tables[table] != s1.tables[table], f"{table} is the same before and after"
+    assert s0.analytics != s1.analytics
+    assert s0.exports != s1.exports
+    return Scenario(
+        root,
+        Transition(partial, None, first, State({}, None, None), s0),
+        Transition(full, before, update, s0, s1),
+    )
 
 
-def assert_previous_or_new(ws: Workspace, scenario: Scenario, where: str) -> None:
-    old, new = scenario.tables
-    state = fingerprint(ws.database)
-    assert set(state) <= set(old) | set(new), f"after a kill {where}: unknown tables"
-    for table in sorted(set(old) | set(new)):
-        versions = {old.get(table), new.get(table)}
-        assert state.get(table) in versions, (
+def assert_previous_or_new(ws: Workspace, move: Transition, where: str) -> None:
+    old, new = move.old, move.new
+    state = state_of(ws)
+    assert set(state.tables) <= set(old.tables) | set(new.tables), (
+        f"after a kill {where}: unknown tables")
+    for table in sorted(set(old.tables) | set(new.tables)):
+        got, before, after = (s.tables.get(table, (None,)) for s in (state, old, new))
+        assert got in (before, after), (
             f"after a kill {where}: {table} is neither its previous nor its new version "
-            f"(rows {state.get(table, (None,))[0]}, previous {old.get(table, (None,))[0]}, "
-            f"new {new.get(table, (None,))[0]})"
+            f"(rows {got[0]}, previous {before[0]}, new {after[0]})"
         )
-    assert fingerprint(ws.analytics) in scenario.analytics, (
+    assert state.analytics in (old.analytics, new.analytics), (
         f"after a kill {where}: the analyst file is neither the previous nor the new one")
-    assert export_digest(ws) in scenario.exports, (
+    assert state.exports in (old.exports, new.exports), (
         f"after a kill {where}: the activation export is neither the previous nor the new one")
 
 
-def kill_chain(scenario: Scenario, points: list[tuple[str, float]], name: str) -> list[str]:
-    """Kill one run per point on a copy of S0, check the state after each, then finish."""
-    ws = workspace(scenario.root / name, scenario.registry)
-    scenario.before.copy_warehouse_to(ws)
-    ref = scenario.reference
+def kill_chain(root: Path, move: Transition, points: list[tuple[str, float]]) -> list[str]:
+    """Kill one run per point, check the state after each, then let a run finish; return
+    what then differs from an uninterrupted run's result."""
+    ws = workspace(root, move.registry)
+    if move.start is not None:
+        move.start.copy_warehouse_to(ws)
+    ref = move.reference
     for step, share in points:
         duration = ref.succeeded[step] - ref.started[step]
         run = refresh(ws, kill_at=(step, share * duration))
         where = f"{share:.0%} into {step}"
         assert step in run.started, f"{step} never started:\n{run.log[-3000:]}"
         assert run.killed, f"the run ended before its kill {where}:\n{run.log[-3000:]}"
-        assert_previous_or_new(ws, scenario, where)
+        assert_previous_or_new(ws, move, where)
     final = refresh(ws)
     assert final.succeeded_run, final.log[-4000:]
     assert staging_tables(ws.database) == []
-    return [
-        t for t in sorted(scenario.tables[1])
-        if fingerprint(ws.database).get(t) != scenario.tables[1][t]
-    ] + (["analytics"] if fingerprint(ws.analytics) != scenario.analytics[1] else [])
+    state = state_of(ws)
+    return [t for t in sorted(move.new.tables) if state.tables.get(t) != move.new.tables[t]] + [
+        part for part in ("analytics", "exports")
+        if getattr(state, part) != getattr(move.new, part)
+    ]
 
 
 def test_killed_runs_leave_previous_or_new_tables_and_the_next_run_completes(
     scenario: Scenario,
 ) -> None:
-    assert kill_chain(scenario, KILL_POINTS, "chain") == []
-    # A kill lands inside a step, not after it: the reference run says how long each took.
-    assert all(scenario.reference.succeeded[s] > scenario.reference.started[s]
-               for s, _ in KILL_POINTS)
+    assert kill_chain(scenario.root / "chain", scenario.update, KILL_POINTS) == []
+
+
+def test_killed_first_run_leaves_no_partial_table(scenario: Scenario) -> None:
+    points = [("cleaned_customer_records", 0.5), ("match_customers", 0.5),
+              ("published__analytics", 0.6)]
+    assert kill_chain(scenario.root / "first", scenario.first, points) == []
 
 
 @pytest.mark.slow
 def test_kill_at_every_step(scenario: Scenario) -> None:
-    ref = scenario.reference
+    ref = scenario.update.reference
     steps = sorted(ref.started, key=ref.started.get)
     points = [(step, share) for step in steps for share in SHARES]
-    assert kill_chain(scenario, points, "every_step") == []
+    assert kill_chain(scenario.root / "every_step", scenario.update, points) == []
 
 
 def _frozen(state: Fingerprint) -> tuple:
@@ -186,9 +218,10 @@ def _frozen(state: Fingerprint) -> tuple:
 
 
 def test_concurrent_runs_queue_and_analysts_see_whole_versions(scenario: Scenario) -> None:
-    ws = workspace(scenario.root / "concurrent", scenario.registry)
-    scenario.before.copy_warehouse_to(ws)
-    versions = {_frozen(v) for v in scenario.analytics}
+    move = scenario.update
+    ws = workspace(scenario.root / "concurrent", move.registry)
+    move.start.copy_warehouse_to(ws)
+    versions = {_frozen(v) for v in (move.old.analytics, move.new.analytics)}
     seen: list[tuple] = []
     errors: list[str] = []
     done = threading.Event()
@@ -227,5 +260,4 @@ def test_concurrent_runs_queue_and_analysts_see_whole_versions(scenario: Scenari
     # Both versions were read while the runs went on, and never anything in between.
     assert set(seen) == versions
     # The second run re-did the first run's work on unchanged input: the same result.
-    assert fingerprint(ws.database) == scenario.tables[1]
-    assert fingerprint(ws.analytics) == scenario.analytics[1]
+    assert state_of(ws) == move.new

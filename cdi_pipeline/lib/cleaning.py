@@ -91,6 +91,11 @@ def _text(expr: pl.Expr) -> pl.Expr:
     return squish(strip_control_chars(expr.cast(pl.String)))
 
 
+def id_text(expr: pl.Expr) -> pl.Expr:
+    """A record id as the cleaned layer stores it (the raw layer checks uniqueness on this)."""
+    return _text(expr)
+
+
 def _utc_naive(dtype: pl.DataType) -> pl.Expr:
     # DuckDB hands time zones back under other names ('Etc/UTC'); naive UTC compares cleanly.
     column = pl.col("_loaded_at")
@@ -102,7 +107,7 @@ def _utc_naive(dtype: pl.DataType) -> pl.Expr:
 def _canonical_input(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Mapped source columns renamed to canonical names, as text (dates may stay dates)."""
     exprs: list[pl.Expr] = [
-        _text(pl.col(source.record_id)).alias("source_record_id"),
+        id_text(pl.col(source.record_id)).alias("source_record_id"),
         pl.col("_row_number").alias("source_row_number"),
     ]
     for field in CANONICAL_FIELDS:

@@ -10,10 +10,18 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Canonical person fields a source may map (the cleaned layer's vocabulary).
 CANONICAL_FIELDS: tuple[str, ...] = (
@@ -35,6 +43,31 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 # config-driven SQL safe, on top of quoting at every use.
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SUPPORTED_ENCODINGS = ("utf-8", "utf-8-sig", "windows-1252", "latin-1", "iso-8859-1", "cp1252")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _source_column_name(value: str) -> str:
+    """A column name of a source file as the registry may map it.
+
+    Source column names are whatever the delivering system calls them, so quotes, spaces,
+    unicode and SQL keywords are allowed: every SQL statement quotes them
+    (`storage.quote_identifier`) and the raw table is created from the frame, never from
+    text. What is refused is what no file header can hold, and what polars would not read
+    as a plain name: `pl.col("*")` selects every column and `pl.col("^...$")` is a regex.
+    """
+    if not value.strip():
+        raise ValueError("a source column name cannot be empty")
+    if _CONTROL_CHARACTER.search(value):
+        raise ValueError(f"source column name {value!r} holds a control character")
+    if value == "*" or (value.startswith("^") and value.endswith("$")):
+        raise ValueError(
+            f"source column name {value!r} reads as a column pattern (a wildcard or a ^...$ "
+            "regular expression), not a name; rename the column in the source"
+        )
+    return value
+
+
+SourceColumn = Annotated[str, AfterValidator(_source_column_name)]
 
 
 class RegistryError(ValueError):
@@ -66,7 +99,7 @@ class CustomerReference(_Strict):
     """How a behavioural record points at an identity record of another source."""
 
     source: str = Field(description="Identity source whose record_id the column holds.")
-    column: str = Field(description="Column of this source holding that record id.")
+    column: SourceColumn = Field(description="Column of this source holding that record id.")
 
 
 class Activity(_Strict):
@@ -76,13 +109,17 @@ class Activity(_Strict):
     customer: CustomerReference | None = Field(
         None, description="Link to the identity record; omitted means the row itself."
     )
-    occurred_at: str = Field(description="Column with the event's date or timestamp.")
+    occurred_at: SourceColumn = Field(description="Column with the event's date or timestamp.")
     occurred_at_format: str | None = Field(
         None, description="strftime format of occurred_at; defaults to the source's date_format."
     )
-    amount: str | None = Field(None, description="Column with the monetary amount (orders).")
-    channel: str | None = Field(None, description="Column with the contact or sales channel.")
-    consent: str | None = Field(None, description="Column with a marketing opt-in flag.")
+    amount: SourceColumn | None = Field(
+        None, description="Column with the monetary amount (orders)."
+    )
+    channel: SourceColumn | None = Field(
+        None, description="Column with the contact or sales channel."
+    )
+    consent: SourceColumn | None = Field(None, description="Column with a marketing opt-in flag.")
 
     def columns(self) -> list[str]:
         """Source columns this activity reads."""
@@ -100,13 +137,21 @@ class Source(_Strict):
     path: Path = Field(description="File path, relative to the registry YAML.")
     format: Literal["csv", "parquet", "jsonl"]
     options: ReaderOptions = Field(default_factory=ReaderOptions)
-    record_id: str = Field(description="Column that identifies a record within the source.")
+    record_id: SourceColumn = Field(
+        description="Column that identifies a record within the source."
+    )
     trust: int | None = Field(None, ge=1, description="Survivorship rank, 1 = most trusted.")
     country: str | None = Field(None, description="Default ISO-2 country for phones/postcodes.")
     date_format: str | None = Field(None, description="strftime format of the source's dates.")
-    fields: dict[str, str] = Field(default_factory=dict, description="canonical field: column")
-    identifiers: dict[str, str] = Field(default_factory=dict, description="id name: column")
-    attributes: list[str] = Field(default_factory=list, description="Columns carried along.")
+    fields: dict[str, SourceColumn] = Field(
+        default_factory=dict, description="canonical field: column"
+    )
+    identifiers: dict[str, SourceColumn] = Field(
+        default_factory=dict, description="id name: column"
+    )
+    attributes: list[SourceColumn] = Field(
+        default_factory=list, description="Columns carried along."
+    )
     activity: Activity | None = None
     max_rejected_share: float | None = Field(
         None, ge=0, le=1, description="Share of records rejected whole that stops the run."
@@ -392,6 +437,15 @@ class ValueTier(_Strict):
 
     name: str = Field(description="Tier name, e.g. gold.")
     top_share: float = Field(gt=0, le=1, description="Cumulative share of buyers, by revenue.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        # With exports by value_tier the name becomes a file name: '../x' would write
+        # outside the export folder.
+        if not _NAME_PATTERN.match(value):
+            raise ValueError(f"value tier name {value!r} must be lower-case snake_case")
+        return value
 
 
 DEFAULT_VALUE_TIERS = (

@@ -9,7 +9,7 @@ from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.cleaning import conservation
 from cdi_pipeline.lib.contracts import customer_records_schema, failure_summary
 from cdi_pipeline.lib.registry import Registry
-from cdi_pipeline.lib.storage import frame_to_markdown, read_table
+from cdi_pipeline.lib.storage import frame_to_markdown, quote_identifier, read_table
 
 CONSERVATION = "conservation"
 REJECTED_SHARE = "rejected_share"
@@ -38,7 +38,8 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
     def conservation_check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             raw_counts = {
-                s.name: con.sql(f'SELECT count(*) FROM raw."{s.name}"').fetchall()[0][0]
+                s.name: con.sql(f"SELECT count(*) FROM raw.{quote_identifier(s.name)}")
+                .fetchall()[0][0]
                 for s in identity
             }
             records = con.sql("SELECT source FROM cleaned.customer_records").pl()

@@ -52,7 +52,13 @@ from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.raw import load_source
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.segments.segments import build_segments
-from cdi_pipeline.lib.storage import RowWrite, read_table, table_exists, write_all
+from cdi_pipeline.lib.storage import (
+    RowWrite,
+    quote_identifier,
+    read_table,
+    table_exists,
+    write_all,
+)
 from cdi_pipeline.lib.timing import Stopwatch
 
 INCREMENTAL_REFRESH = "incremental_refresh"
@@ -158,7 +164,8 @@ def build_incremental(registry: Registry):
             match_columns = [*RECORD_COLUMNS,
                              *(c for c in stored if c.startswith(IDENTIFIER_PREFIX))]
             cleaned = con.sql(
-                f"SELECT {', '.join(match_columns)} FROM cleaned.customer_records").pl()
+                f"SELECT {', '.join(map(quote_identifier, match_columns))} "
+                "FROM cleaned.customer_records").pl()
             no_records = con.sql("SELECT * FROM cleaned.customer_records LIMIT 0").pl()
             # Only what the batch needs: strong pairs (for one more hop), not every pair.
             previous = {
