@@ -32,6 +32,7 @@ import polars as pl
 
 from cdi_pipeline.lib.matching.evaluation import read_truth, score_clusters
 from cdi_pipeline.lib.registry import load_registry
+from cdi_pipeline.lib.storage import quote_identifier
 from cdi_pipeline.settings import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
@@ -293,7 +294,7 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
     try:
         records = con.sql("SELECT count(*) FROM cleaned.customer_records").fetchall()[0][0]
         raw_rows = sum(
-            con.sql(f'SELECT count(*) FROM raw."{s.name}"').fetchall()[0][0]
+            con.sql(f"SELECT count(*) FROM raw.{quote_identifier(s.name)}").fetchall()[0][0]
             for s in registry.identity_sources
         )
         xref = con.sql("SELECT source, source_record_id, customer_id "

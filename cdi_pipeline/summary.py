@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from cdi_pipeline import settings
-from cdi_pipeline.lib.storage import WAREHOUSE_FILE
+from cdi_pipeline.lib.storage import WAREHOUSE_FILE, quote_identifier
 
 
 def summarise() -> str:
@@ -22,7 +22,8 @@ def summarise() -> str:
         ).fetchall()
         lines = [f"Warehouse: {path}", "", f"{'table':<40} {'rows':>10}"]
         for schema, table, _, _ in tables:
-            count = con.sql(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]
+            qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+            count = con.sql(f"SELECT count(*) FROM {qualified}").fetchall()[0][0]
             lines.append(f"{schema + '.' + table:<40} {count:>10,}")
     finally:
         con.close()

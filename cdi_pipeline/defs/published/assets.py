@@ -10,10 +10,10 @@ from cdi_pipeline.defs.segments.assets import SEGMENT_SUMMARY
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN, pseudonym_key
 from cdi_pipeline.lib.publish import ANALYTICS_FILE, STORAGE_VERSION, build_analytics_file
+from cdi_pipeline.lib.storage import quote_identifier
 
 ANALYTICS = dg.AssetKey(["published", "analytics"])
 NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
-
 
 
 @dg.asset(
@@ -68,7 +68,8 @@ def no_direct_identifiers(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         leaks = {}
         for table, column, _ in columns:
             found = con.execute(
-                f'SELECT count(*) FROM "{table}" WHERE regexp_matches("{column}", ?)',
+                f"SELECT count(*) FROM {quote_identifier(table)} "
+                f"WHERE regexp_matches({quote_identifier(column)}, ?)",
                 [UNMASKED_PATTERN],
             ).fetchall()[0][0]
             if found:
