@@ -158,10 +158,11 @@ def assert_previous_or_new(ws: Workspace, move: Transition, where: str) -> None:
     assert set(state.tables) <= set(old.tables) | set(new.tables), (
         f"after a kill {where}: unknown tables")
     for table in sorted(set(old.tables) | set(new.tables)):
-        got, before, after = (s.tables.get(table, (None,)) for s in (state, old, new))
+        got, before, after = (s.tables.get(table) for s in (state, old, new))
         assert got in (before, after), (
             f"after a kill {where}: {table} is neither its previous nor its new version "
-            f"(rows {got[0]}, previous {before[0]}, new {after[0]})"
+            f"(rows {got and got.rows}, previous {before and before.rows}, "
+            f"new {after and after.rows})"
         )
     assert state.analytics in (old.analytics, new.analytics), (
         f"after a kill {where}: the analyst file is neither the previous nor the new one")

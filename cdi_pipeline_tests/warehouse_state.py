@@ -3,7 +3,7 @@ fingerprint every table of a warehouse so two states can be compared.
 
 A fingerprint is (row count, order-insensitive sum of row hashes) per table, over every column
 except run metadata: the columns that say which run wrote a row and when. Those are named here
-one by one, so a new column is compared unless someone decides it is run metadata.
+table by table, so a new column is compared unless someone decides it is run metadata.
 """
 
 from __future__ import annotations
@@ -21,56 +21,113 @@ from pathlib import Path
 
 import duckdb
 
-from cdi_pipeline.lib.storage import STAGING_PREFIX, quote_identifier
+from cdi_pipeline.lib.privacy import KEY_ENV
+from cdi_pipeline.lib.publish import ANALYTICS_FILE
+from cdi_pipeline.lib.storage import STAGING_PREFIX, WAREHOUSE_FILE, quote_identifier
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
-# Columns that name the run that wrote a row or the moment it did, in every table...
-RUN_METADATA_COLUMNS = frozenset({
-    "_loaded_at", "_run_id", "loaded_at", "load_run_id", "cleaned_run_id", "run_id",
-    "assigned_at", "snapshot_run_id", "snapshot_at", "processed_at", "added_at",
-})
-# ...and columns that are run metadata in one table only (elsewhere they are data).
-RUN_METADATA_BY_TABLE = {
-    "golden.id_history": frozenset({"occurred_at"}),
-    # Export file paths carry the run id of the folder they were written to.
-    "segments.activation_exports": frozenset({"csv", "parquet", "folder"}),
+TableKey = tuple[str, str, str]  # (database file name, schema, table)
+
+# Columns that say which run wrote a row and when: they differ on every run by design.
+# Keyed by (file, schema, table); `raw.*` are the per-source raw tables.
+RUN_METADATA: dict[TableKey, frozenset[str]] = {
+    (WAREHOUSE_FILE, "raw", "*"): frozenset({"_loaded_at", "_run_id"}),
+    (WAREHOUSE_FILE, "cleaned", "customer_records"): frozenset(
+        {"loaded_at", "load_run_id", "cleaned_run_id"}
+    ),
+    (WAREHOUSE_FILE, "cleaned", "activities"): frozenset({"load_run_id", "cleaned_run_id"}),
+    (WAREHOUSE_FILE, "quality", "quarantine"): frozenset({"run_id"}),
+    (WAREHOUSE_FILE, "golden", "customer_xref"): frozenset({"run_id", "assigned_at"}),
+    (WAREHOUSE_FILE, "golden", "id_history"): frozenset({"run_id", "occurred_at"}),
+    (WAREHOUSE_FILE, "golden", "customer_xref_snapshots"): frozenset(
+        {"snapshot_run_id", "snapshot_at", "run_id", "assigned_at"}
+    ),
+    (WAREHOUSE_FILE, "golden", "customer_snapshots"): frozenset(
+        {"snapshot_run_id", "snapshot_at"}
+    ),
+    (WAREHOUSE_FILE, "segments", "customer_segment_snapshots"): frozenset(
+        {"snapshot_run_id", "snapshot_at"}
+    ),
+    # The folder is named after the run (exports/activation-<run id>).
+    (WAREHOUSE_FILE, "segments", "activation_exports"): frozenset({"folder", "run_id"}),
+    (WAREHOUSE_FILE, "governance", "erasure_receipts"): frozenset({"processed_at", "run_id"}),
+    (WAREHOUSE_FILE, "governance", "suppression_list"): frozenset({"added_at"}),
+    (ANALYTICS_FILE, "main", "segment_history"): frozenset({"snapshot_at"}),
 }
 
-Fingerprint = dict[str, tuple[int, int]]
+
+def excluded(table: TableKey, *maps: dict[TableKey, frozenset[str]]) -> frozenset[str]:
+    """Columns of `table` the given maps leave out of a comparison."""
+    file, schema, _ = table
+    out: frozenset[str] = frozenset()
+    for mapping in maps:
+        out |= mapping.get(table, frozenset()) | mapping.get((file, schema, "*"), frozenset())
+    return out
 
 
-def compared_columns(table: str, columns: list[str]) -> list[str]:
-    """The columns of `table` ('schema.name') that a fingerprint covers."""
-    skip = RUN_METADATA_COLUMNS | RUN_METADATA_BY_TABLE.get(table, frozenset())
-    return [c for c in columns if c not in skip]
+@dataclass(frozen=True)
+class TableFingerprint:
+    """Row count and order-insensitive hash of a table's compared columns; the hash of each
+    column alone is kept to name the columns that differ, but equality is on the rows."""
+
+    rows: int
+    digest: int
+    names: tuple[str, ...]  # the compared columns, so a changed schema is another version
+    columns: tuple[tuple[str, int], ...] = field(compare=False, default=())
+
+    def differing_columns(self, other: TableFingerprint) -> list[str]:
+        theirs = dict(other.columns)
+        return [c for c, h in self.columns if theirs.get(c) != h]
 
 
-def fingerprint(database: Path) -> Fingerprint:
-    """Row count and row-hash sum of every user table in a DuckDB file (staging tables of a
-    run in progress are left out: they are not part of any table's version)."""
+Fingerprint = dict[str, TableFingerprint]
+
+
+def fingerprint(database: Path, *maps: dict[TableKey, frozenset[str]]) -> Fingerprint:
+    """Every user table of a DuckDB file ('schema.table' -> fingerprint), leaving out the
+    columns `maps` name (RUN_METADATA when none are given). Staging tables of a run in
+    progress are left out: they are not part of any table's version."""
+    maps = maps or (RUN_METADATA,)
     con = duckdb.connect(str(database), read_only=True)
     try:
         tables = con.sql(
-            "SELECT table_schema, table_name, list(column_name ORDER BY ordinal_position) "
-            "FROM information_schema.columns WHERE table_catalog = current_database() "
+            "SELECT schema_name, table_name, list(column_name ORDER BY column_index) "
+            "FROM duckdb_columns() WHERE database_name = current_database() "
             "GROUP BY ALL ORDER BY ALL"
         ).fetchall()
         result: Fingerprint = {}
         for schema, name, columns in tables:
             if name.startswith(STAGING_PREFIX):
                 continue
-            key = f"{schema}.{name}"
-            cols = ", ".join(quote_identifier(c) for c in compared_columns(key, columns))
-            count, total = con.sql(
-                f"SELECT count(*), coalesce(sum(hash({cols})), 0) "
+            skip = excluded((database.name, schema, name), *maps)
+            kept = [c for c in columns if c not in skip]
+            row = ", ".join(quote_identifier(c) for c in kept)
+            each = ", ".join(f"coalesce(sum(hash({quote_identifier(c)})), 0)" for c in kept)
+            count, digest, *hashes = con.sql(
+                f"SELECT count(*), coalesce(sum(hash({row})), 0), {each} "
                 f"FROM {quote_identifier(schema)}.{quote_identifier(name)}"
             ).fetchall()[0]
-            result[key] = (int(count), int(total))
+            result[f"{schema}.{name}"] = TableFingerprint(
+                int(count), int(digest), tuple(kept),
+                tuple(zip(kept, map(int, hashes), strict=True)))
         return result
     finally:
         con.close()
+
+
+def differences(a: Fingerprint, b: Fingerprint, label: str = "") -> list[str]:
+    """Each table missing on one side or with other rows, naming the columns that differ."""
+    problems = [f"{label}{t}: only on one side" for t in sorted(set(a) ^ set(b))]
+    for table in sorted(set(a) & set(b)):
+        if a[table].names != b[table].names:
+            problems.append(f"{label}{table}: columns differ")
+        elif a[table] != b[table]:
+            changed = a[table].differing_columns(b[table])
+            problems.append(f"{label}{table}: rows {a[table].rows} vs {b[table].rows}, "
+                            f"columns differing: {changed or '(only in combination)'}")
+    return problems
 
 
 def staging_tables(database: Path) -> list[str]:
@@ -108,6 +165,9 @@ class Workspace:
             "CDI_WAREHOUSE_DIR": str(self.warehouse),
             "DAGSTER_HOME": str(self.dagster_home),
             "PYTHONUNBUFFERED": "1",
+            # One pseudonymisation key for all, as in production: a fresh warehouse would
+            # otherwise draw its own, and its analyst file's keyed hashes would differ.
+            KEY_ENV: "reliability-test-key-0123456789",
         }
 
     def copy_warehouse_to(self, other: Workspace) -> None:

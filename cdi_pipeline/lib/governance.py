@@ -131,8 +131,11 @@ def resolve_targets(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> E
     """Every record, event and customer id the requests reach in the current warehouse."""
     wanted = normalised_identifiers(requests)
     tables = _tables(con)
-    empty_records = pl.DataFrame(schema={"source": pl.String, "source_record_id": pl.String})
-    records = cleaned = empty_records
+    # With the request column even when empty: on a first run (no warehouse tables yet) the
+    # per-request counts below group these by request.
+    records = pl.DataFrame(schema={"source": pl.String, "source_record_id": pl.String,
+                                   "request_id": pl.String})
+    cleaned = pl.DataFrame(schema={"email": pl.String, "phone": pl.String})
     customers = pl.DataFrame(schema={"request_id": pl.String, "customer_id": pl.String})
     if {"cleaned.customer_records", "golden.customer_xref"} <= tables:
         con.register("__erase_wanted", wanted.to_arrow())

@@ -87,10 +87,14 @@ def build_features(
             pl.col("occurred_at").max().alias("last_ticket_at"),
         )
     )
-    # Latest contact: orders and tickets; the event id breaks a same-moment tie reproducibly.
+    # Latest contact: orders and tickets; event id and source (ids are unique only within
+    # their source) break a same-moment tie reproducibly: the sort is not stable, so a tie
+    # left open would follow the order the events were read in.
+    latest_first = ["customer_id", "occurred_at", "event_id", "source"]
+    latest_descending = [False, True, True, True]
     contact = (
         linked.filter(pl.col("kind").is_in(["order", "ticket"]))
-        .sort("customer_id", "occurred_at", "event_id", descending=[False, True, True])
+        .sort(latest_first, descending=latest_descending)
         .group_by("customer_id", maintain_order=True)
         .first()
         .select(
@@ -102,7 +106,7 @@ def build_features(
     signups = linked.filter(pl.col("kind") == "signup")
     consent = (
         signups.filter(pl.col("consent").is_not_null())
-        .sort("customer_id", "occurred_at", "event_id", descending=[False, True, True])
+        .sort(latest_first, descending=latest_descending)
         .group_by("customer_id", maintain_order=True)
         .first()
         .select(

@@ -280,15 +280,21 @@ def tf_dir_for(model_path: Path) -> Path:
     return model_path.with_suffix(".tf")
 
 
+# Keys of Splink's saved settings that vary between trainings of the same model.
+VOLATILE_SETTINGS = frozenset({"linker_uid"})
+
+
 def model_version(
     splink_settings_dict: dict[str, Any], tf_tables: dict[str, pl.DataFrame] | None = None
 ) -> str:
     """Content hash of settings, parameters and frozen term frequencies, as `m` + 12 hex
     digits: the letter keeps a version from ever reading as a number (an all-digit hash
     looks like an unmasked phone number to the analyst file's leak check)."""
-    digest = hashlib.sha256(
-        json.dumps(splink_settings_dict, sort_keys=True, default=str).encode()
-    )
+    # `linker_uid` is a name Splink draws at random for each linker's cache tables, not a
+    # model parameter: hashing it gave two trainings with identical parameters two versions,
+    # so every fresh warehouse wrote another model_version into xref, history and snapshots.
+    content = {k: v for k, v in splink_settings_dict.items() if k not in VOLATILE_SETTINGS}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
     for col, table in sorted((tf_tables or {}).items()):
         # CSV of the sorted table: the same content gives the same bytes in any polars version.
         digest.update(col.encode())
@@ -434,6 +440,30 @@ def _deterministic_rules(spec: ModelSpec) -> list:
     return rules
 
 
+@contextlib.contextmanager
+def _single_threaded(db_api: Any) -> Iterator[None]:
+    """Run the enclosed Splink steps on one DuckDB thread (other backends: unchanged).
+
+    EM sums match probabilities per comparison level in floating point; on several threads
+    DuckDB adds the partial sums in whatever order the threads finish, so two trainings on
+    the same records gave m values differing in the last digits, another model version, and
+    (scores moving by as much) possibly other links. One thread adds them in one order. The
+    prior and u are counts and keep all threads. Cost at a million records on the 2-core
+    benchmark machine: training took 18.4 and 20.4 s with EM on one thread, 17.9 and 18.8 s
+    with EM on two (within run-to-run noise); only runs that train pay it.
+    """
+    con = getattr(db_api, "duckdb_con", None)
+    if con is None:
+        yield
+        return
+    threads = con.sql("SELECT current_setting('threads')").fetchall()[0][0]
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
+
+
 def train(
     db_api: Any,
     frame: pl.DataFrame,
@@ -463,21 +493,23 @@ def train(
     log.info("u estimated after %.1fs", time.monotonic() - started)
     max_iterations = linker._settings_obj.training_settings.max_iterations
     sessions = []
-    for rule in spec.training_rules:
-        t0 = time.monotonic()
-        session = linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on(*rule), max_pairs=em_max_pairs
-        )
-        iterations = len(session._core_model_settings_history) - 1
-        sessions.append(
-            {
-                "blocking_rule": list(rule),
-                "iterations": iterations,
-                "converged": iterations < max_iterations,
-                "seconds": round(time.monotonic() - t0, 2),
-            }
-        )
-        log.info("EM on %s: %d iterations in %.1fs", rule, iterations, time.monotonic() - t0)
+    with _single_threaded(db_api):
+        for rule in spec.training_rules:
+            t0 = time.monotonic()
+            session = linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(*rule), max_pairs=em_max_pairs
+            )
+            iterations = len(session._core_model_settings_history) - 1
+            sessions.append(
+                {
+                    "blocking_rule": list(rule),
+                    "iterations": iterations,
+                    "converged": iterations < max_iterations,
+                    "seconds": round(time.monotonic() - t0, 2),
+                }
+            )
+            log.info("EM on %s: %d iterations in %.1fs", rule, iterations,
+                     time.monotonic() - t0)
     settings = linker.misc.save_model_to_json()
     _identifier_priors(settings)
     return settings, sessions

@@ -242,6 +242,29 @@ def build_links(
     return pairs, links, cannot
 
 
+# Which kind of link names a record's membership when two of its links are equally strong
+# (a must_link and an unscored rule link both count as probability 1).
+LINK_KIND_ORDER = ("must_link", "deterministic", "model", "attached")
+
+
+def strongest_links(edge_conf: pl.DataFrame) -> pl.DataFrame:
+    """Per record (unique_id, match_probability, kind): its strongest link's probability
+    (match_confidence) and kind (linked_by).
+
+    Equal probabilities are settled by LINK_KIND_ORDER: polars' sort is not stable, so with
+    the probability alone the kind of a tie followed the order pairs arrived in.
+    """
+    rank = pl.col("kind").replace_strict(
+        {k: i for i, k in enumerate(LINK_KIND_ORDER)}, return_dtype=pl.Int8
+    )
+    return (
+        edge_conf.sort([pl.col("match_probability"), rank], descending=[True, False])
+        .group_by(UNIQUE_ID)
+        .agg(pl.col("match_probability").first().alias("match_confidence"),
+             pl.col("kind").first().alias("linked_by"))
+    )
+
+
 def match(
     frame: pl.DataFrame,
     scoring: tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]],
@@ -321,7 +344,9 @@ def match(
             .otherwise(pl.lit("not linked now: add must_link if this is one person"))
             .alias("suggested_action")
         )
-        .sort("distance_to_threshold", "source_l", "source_record_id_l")
+        # Down to both records: a record's pairs at the same distance keep one order.
+        .sort("distance_to_threshold", "source_l", "source_record_id_l", "source_r",
+              "source_record_id_r")
     )
     review = review.select(
         "source_l", "source_record_id_l", "source_r", "source_record_id_r",
@@ -357,12 +382,7 @@ def match(
             edge_conf,
             attached.select(UNIQUE_ID, "match_probability", pl.lit("attached").alias("kind")),
         ])
-    edge_conf = (
-        edge_conf.sort("match_probability", descending=True)
-        .group_by(UNIQUE_ID)
-        .agg(pl.col("match_probability").first().alias("match_confidence"),
-             pl.col("kind").first().alias("linked_by"))
-    )
+    edge_conf = strongest_links(edge_conf)
     xref = (
         ids.assignment.join(assignment.select(UNIQUE_ID, "cluster_size"), on=UNIQUE_ID)
         .join(edge_conf, on=UNIQUE_ID, how="left")

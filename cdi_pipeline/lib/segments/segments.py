@@ -199,5 +199,7 @@ def summarise(
         .join(described, on=["dimension", "segment"], how="left")
         .with_columns((pl.col("customers") / total).round(4).alias("share"))
         .select(list(SUMMARY_COLUMNS))
-        .sort("dimension", "customers", descending=[False, True])
+        # The segment name settles equal counts: group_by hands groups over in no fixed
+        # order, and the chart and metadata list rows as they come.
+        .sort("dimension", "customers", "segment", descending=[False, True, False])
     )
