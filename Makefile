@@ -30,6 +30,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 run: install
+	$(BIN)/python -m cdi_pipeline.check_registry
 	$(BIN)/python -m cdi_pipeline.instance_repair
 	$(BIN)/dagster job execute -m cdi_pipeline.definitions -j full_refresh
 	$(BIN)/python -m cdi_pipeline.summary

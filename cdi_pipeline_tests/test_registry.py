@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,16 @@ def test_truth_outside_registry_folder_is_refused(small_registry: Path) -> None:
     _edit(small_registry, lambda d: d.update({"truth": "../../secret/persons.csv"}))
     with pytest.raises(RegistryError, match=r"key 'truth'.*outside"):
         load_registry(small_registry)
+
+
+def test_pre_run_check_prints_the_problem_without_a_traceback(small_registry: Path) -> None:
+    """`make run` checks the registry first: a user reads the mistake, not an import stack."""
+    check = [sys.executable, "-m", "cdi_pipeline.check_registry", str(small_registry)]
+    good = subprocess.run(check, capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.splitlines()[0].startswith("crm: csv ")
+    _edit(small_registry, lambda d: d["sources"][0].update(colour="red"))
+    bad = subprocess.run(check, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "source 'crm', key 'colour': unknown key" in bad.stderr
+    assert "Traceback" not in bad.stderr + bad.stdout
