@@ -19,7 +19,11 @@ import pytest
 
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.matching.incremental import INCOMING_SENSOR, INCREMENTAL_REFRESH
+from cdi_pipeline.defs.matching.incremental import (
+    INCOMING_SENSOR,
+    INCREMENTAL_REFRESH,
+    MAX_ATTEMPTS,
+)
 
 HELD_BACK = {"crm_contacts": 12, "support_tickets": 15, "webshop_orders": 10}
 
@@ -166,3 +170,34 @@ def _held_back_rejects(root: Path) -> int:
     """Held-back identity rows the cleaning held back (they never reach the identity map)."""
     return _count(root, "SELECT count(*) FROM quality.quarantine WHERE scope = 'record' "
                   "AND source_file LIKE '%/loaded/%'")
+
+
+def test_sensor_retries_a_failed_batch_a_few_times_then_waits(
+    small_registry: Path, tmp_path: Path
+) -> None:
+    """A batch whose run failed (or was killed, see test_reliability_runs) is tried again on
+    the next tick, up to MAX_ATTEMPTS runs; then the sensor says why it waits."""
+    folder = small_registry.parent / "incoming" / "crm"
+    folder.mkdir(parents=True)
+    # A row with a field too few: the file is refused, so every run of it fails.
+    (folder / "batch1.csv").write_text(
+        "contactnummer;voornaam;achternaam;geboortedatum;email;telefoon;postcode\n"
+        "C7;Kees;Smit;01-02-1970;kees@example.com;0611111111\n", encoding="utf-8")
+    defs = build_definitions(small_registry, tmp_path / "warehouse")
+    sensor = defs.resolve_sensor_def(INCOMING_SENSOR)
+    job = defs.resolve_job_def(INCREMENTAL_REFRESH)
+    keys = []
+    with dg.instance_for_test() as instance:
+        for _ in range(MAX_ATTEMPTS):
+            tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance,
+                                                                definitions=defs))
+            [request] = tick.run_requests
+            keys.append(request.run_key)
+            result = job.execute_in_process(run_config=request.run_config, instance=instance,
+                                            tags=request.tags, raise_on_error=False)
+            assert not result.success
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert len(set(keys)) == MAX_ATTEMPTS
+    assert tick.run_requests == []
+    assert f"{MAX_ATTEMPTS} runs for these files failed" in tick.skip_message
+    assert (folder / "batch1.csv").exists()

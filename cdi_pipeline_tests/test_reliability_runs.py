@@ -24,13 +24,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from cdi_pipeline.bench import hold_back
 from cdi_pipeline.datagen import generate
+from cdi_pipeline.defs.matching.incremental import INCOMING_DIR, INCREMENTAL_REFRESH
 from cdi_pipeline_tests.warehouse_state import (
     Fingerprint,
     RefreshRun,
     Workspace,
+    differences,
     fingerprint,
     follow,
     refresh,
@@ -107,15 +110,13 @@ class Scenario:
     root: Path
     first: Transition  # an empty warehouse -> S0 (the partial source set)
     update: Transition  # S0 -> S1 (the full source set)
+    batch: Path  # the rows S0 lacks, as incoming/<source>/ files (a copy of that folder)
+    batch_files: list[str]  # their paths relative to a registry folder
 
 
-def _source_set(root: Path, name: str, like: Path, share_held_back: float = 0.0) -> Path:
-    folder = root / name
-    shutil.copytree(like, folder)
-    if share_held_back:
-        hold_back(folder, share_held_back)
-        shutil.rmtree(folder / "incoming")
-    return folder / "sources.yaml"
+def _source_set(root: Path, name: str, like: Path) -> Path:
+    shutil.copytree(like, root / name)
+    return root / name / "sources.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,10 @@ def scenario(tmp_path_factory) -> Scenario:
     # The injected junk tickets of a small set sit just over the 5% gate this test is not about.
     registry_file.write_text(
         registry_file.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n", "utf-8")
-    partial = _source_set(root, "partial", generated, share_held_back=0.1)
+    partial = _source_set(root, "partial", generated)
+    batch_files = hold_back(partial.parent, 0.1)
+    batch = root / "batch"
+    shutil.move(partial.parent / INCOMING_DIR, batch)
     full = _source_set(root, "full", generated)
 
     before = workspace(root / "s0", partial)
@@ -149,6 +153,7 @@ def scenario(tmp_path_factory) -> Scenario:
         root,
         Transition(partial, None, first, State({}, None, None), s0),
         Transition(full, before, update, s0, s1),
+        batch, batch_files,
     )
 
 
@@ -178,8 +183,7 @@ def kill_chain(root: Path, move: Transition, points: list[tuple[str, float]]) ->
         move.start.copy_warehouse_to(ws)
     ref = move.reference
     for step, share in points:
-        duration = ref.succeeded[step] - ref.started[step]
-        run = refresh(ws, kill_at=(step, share * duration))
+        run = refresh(ws, kill_at=(step, share * ref.durations[step]))
         where = f"{share:.0%} into {step}"
         assert step in run.started, f"{step} never started:\n{run.log[-3000:]}"
         assert run.killed, f"the run ended before its kill {where}:\n{run.log[-3000:]}"
@@ -209,9 +213,66 @@ def test_killed_first_run_leaves_no_partial_table(scenario: Scenario) -> None:
 @pytest.mark.slow
 def test_kill_at_every_step(scenario: Scenario) -> None:
     ref = scenario.update.reference
-    steps = sorted(ref.started, key=ref.started.get)
+    steps = sorted(ref.durations, key=ref.started.get)
     points = [(step, share) for step in steps for share in SHARES]
     assert kill_chain(scenario.root / "every_step", scenario.update, points) == []
+
+
+def _place_batch(scenario: Scenario, registry: Path) -> None:
+    """Drop the held-back rows into incoming/<source>/ as a delivery would."""
+    shutil.rmtree(registry.parent / INCOMING_DIR, ignore_errors=True)
+    shutil.copytree(scenario.batch, registry.parent / INCOMING_DIR)
+
+
+def test_killed_incremental_runs_leave_previous_or_new_tables(scenario: Scenario) -> None:
+    """incremental_refresh writes every table in one transaction and moves its files after:
+    killed anywhere, the warehouse is S0 or the batch's result and the files still wait; a
+    re-run (or a run of files a crash left in incoming/ after the commit) gives the result."""
+    root = scenario.root / "incremental"
+    registry = _source_set(root, "source_set", scenario.first.registry.parent)
+    config = root / "run_config.yaml"
+    config.write_text(yaml.safe_dump(
+        {"ops": {"incremental_match": {"config": {"files": scenario.batch_files}}}}), "utf-8")
+    waiting = [registry.parent / f for f in scenario.batch_files]
+
+    def run(ws: Workspace, kill_at: tuple[str, float] | None = None) -> RefreshRun:
+        return refresh(ws, kill_at, job=INCREMENTAL_REFRESH, run_config=config)
+
+    reference = workspace(root / "reference", registry)
+    scenario.update.start.copy_warehouse_to(reference)
+    _place_batch(scenario, registry)
+    uninterrupted = run(reference)
+    assert uninterrupted.succeeded_run, uninterrupted.log[-4000:]
+    assert not any(p.exists() for p in waiting)
+    move = Transition(registry, scenario.update.start, uninterrupted, scenario.update.old,
+                      state_of(reference))
+    assert move.new.tables["golden.customer_xref"] != move.old.tables["golden.customer_xref"]
+
+    ws = workspace(root / "chain", registry)
+    move.start.copy_warehouse_to(ws)
+    _place_batch(scenario, registry)
+    step = "incremental_match"
+    duration = uninterrupted.durations[step]
+    for share in SHARES:
+        if not all(p.exists() for p in waiting):
+            break  # killed after it moved its files: the batch is done
+        killed = run(ws, kill_at=(step, share * duration))
+        assert killed.killed, killed.log[-3000:]
+        assert_previous_or_new(ws, move, f"{share:.0%} into {step}")
+        if state_of(ws).tables != move.new.tables:
+            assert all(p.exists() for p in waiting), "a run moved files it had not committed"
+    if all(p.exists() for p in waiting):
+        final = run(ws)
+        assert final.succeeded_run, final.log[-4000:]
+    assert state_of(ws) == move.new
+    # Killed after its commit but before moving its files, a run leaves them in incoming/:
+    # loading them again must change nothing.
+    _place_batch(scenario, registry)
+    again = run(ws)
+    assert again.succeeded_run, again.log[-4000:]
+    assert f"'files': {len(waiting)}," in again.log  # it did read the batch again
+    problems = differences(state_of(ws).tables, move.new.tables)
+    assert problems == [], "\n".join(problems)
 
 
 def _frozen(state: Fingerprint) -> tuple:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 
 from cdi_pipeline.lib.privacy import KEY_ENV
@@ -193,6 +194,8 @@ class RefreshRun:
     # Seconds from process start to each step's start and success, as the log showed them.
     started: dict[str, float] = field(default_factory=dict)
     succeeded: dict[str, float] = field(default_factory=dict)
+    # Seconds each step took, from the run's records in the Dagster instance (finished runs).
+    durations: dict[str, float] = field(default_factory=dict)
 
     @property
     def killed(self) -> bool:
@@ -211,13 +214,15 @@ def _step_of(line: str, event: str) -> str | None:
     return line.split(marker, 1)[0].rsplit(" - ", 1)[-1].strip()
 
 
-def start_refresh(ws: Workspace) -> subprocess.Popen:
-    """Start `full_refresh` as `make run` does: free slots of dead runs, then execute."""
+def start_refresh(ws: Workspace, job: str = "full_refresh",
+                  run_config: Path | None = None) -> subprocess.Popen:
+    """Start a job as `make run` starts `full_refresh`: free slots of dead runs, then execute."""
     subprocess.run([str(BIN / "python"), "-m", "cdi_pipeline.instance_repair"],
                    env=ws.env(), check=True, capture_output=True, timeout=120)
+    config = ["-c", str(run_config)] if run_config else []
     return subprocess.Popen(
         [str(BIN / "dagster"), "job", "execute", "-m", "cdi_pipeline.definitions",
-         "-j", "full_refresh"],
+         "-j", job, *config],
         env=ws.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group, so a kill takes every child too
     )
@@ -259,6 +264,16 @@ def follow(proc: subprocess.Popen, kill_at: tuple[str, float] | None = None,
     return RefreshRun(returncode, "".join(lines), started, succeeded)
 
 
-def refresh(ws: Workspace, kill_at: tuple[str, float] | None = None) -> RefreshRun:
-    """Run `full_refresh` to its end (or to its kill)."""
-    return follow(start_refresh(ws), kill_at)
+def refresh(ws: Workspace, kill_at: tuple[str, float] | None = None, job: str = "full_refresh",
+            run_config: Path | None = None) -> RefreshRun:
+    """Run a job (`full_refresh` unless told) to its end, or to its kill."""
+    run = follow(start_refresh(ws, job, run_config), kill_at)
+    if run.succeeded_run:
+        with dg.DagsterInstance.from_config(str(ws.dagster_home)) as instance:
+            [latest] = instance.get_runs(limit=1)
+            run.durations = {
+                s.step_key: s.end_time - s.start_time
+                for s in instance.get_run_step_stats(latest.run_id)
+                if s.start_time is not None and s.end_time is not None
+            }
+    return run

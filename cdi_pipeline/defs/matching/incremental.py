@@ -34,6 +34,7 @@ from cdi_pipeline.defs.shared.resources import (
     ReferenceResource,
     WarehouseResource,
 )
+from cdi_pipeline.instance_repair import repair
 from cdi_pipeline.lib.activities import clean_activity, empty_events
 from cdi_pipeline.lib.cleaning import clean_source
 from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX, QUARANTINE_COLUMNS, empty_frame
@@ -65,6 +66,11 @@ INCREMENTAL_REFRESH = "incremental_refresh"
 INCOMING_SENSOR = "incoming_files_sensor"
 INCOMING_DIR = "incoming"
 LOADED_DIR = "loaded"
+# Tag naming the set of incoming files a run loads (a digest of their paths and times).
+BATCH_TAG = "cdi/incoming_batch"
+# Runs tried for one set of files before the sensor waits for someone to look at them.
+MAX_ATTEMPTS = 3
+_ENDED_BADLY = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
 
 
@@ -355,10 +361,25 @@ def build_incremental(registry: Registry):
         relative = [str(p.relative_to(registry.base_dir)) for p in waiting]
         stamp = ",".join(f"{r}@{p.stat().st_mtime_ns}" for r, p in zip(relative, waiting,
                                                                           strict=True))
-        # One run per distinct set of waiting files; the run moves them to loaded/.
+        batch = hashlib.sha1(stamp.encode()).hexdigest()
+        # A run killed hard stays 'started' with no process behind it: mark it failed (and
+        # free its pool slot) so its batch is tried again instead of waiting for ever.
+        repair(context.instance)
+        runs = context.instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch}))
+        busy = [r for r in runs if r.status not in _ENDED_BADLY]
+        if busy:
+            return dg.SkipReason(f"run {busy[0].run_id} already handles these files")
+        if len(runs) >= MAX_ATTEMPTS:
+            return dg.SkipReason(
+                f"{len(runs)} runs for these files failed (last: {runs[0].run_id}); fix or "
+                f"replace the files in {registry.base_dir / INCOMING_DIR} to try again"
+            )
+        # One run per distinct set of waiting files and attempt; a successful run moves the
+        # files to loaded/, a failed one leaves them, and the next tick tries again.
         return dg.RunRequest(
-            run_key=hashlib.sha1(stamp.encode()).hexdigest(),
+            run_key=f"{batch}-{len(runs) + 1}",
             run_config={"ops": {"incremental_match": {"config": {"files": relative}}}},
+            tags={BATCH_TAG: batch},
         )
 
     return incremental_refresh, incoming_files_sensor
