@@ -31,6 +31,7 @@ from cdi_pipeline.lib.governance import ErasureRequestError, read_requests
 from cdi_pipeline.lib.matching.engine import model_version
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN
 from cdi_pipeline.lib.publish import ANALYTICS_FILE, STORAGE_VERSION
+from cdi_pipeline_tests.warehouse_state import traces
 
 PERSONS = 300
 
@@ -165,13 +166,13 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
         ORDER BY c.customer_id LIMIT 1""")[0]
     customer_id, email, phone, surname = person
     needles = [email, phone, surname]
-    assert _traces(warehouse, needles)  # the control: the search finds them before
+    assert traces(warehouse, needles)  # the control: the search finds them before
     (root / "input" / "governance").mkdir(exist_ok=True)
     (root / "input" / "governance" / "erasure_requests.csv").write_text(
         "request_id,identifier_type,value,requested_on\n"
         f"ER-7,email,{email.upper()},2026-11-30\n", encoding="utf-8")
     _refresh(root)
-    assert _traces(warehouse, needles) == []
+    assert traces(warehouse, needles) == []
     receipts = dict(_query(warehouse / "cdi.duckdb",
                            "SELECT item, rows_removed FROM governance.erasure_receipts"))
     assert receipts["golden.customers"] == 1 and receipts["cleaned.customer_records"] >= 2
@@ -181,41 +182,10 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
     # The same source files again: suppression keeps the person out, and the request is
     # not carried out twice.
     _refresh(root)
-    assert _traces(warehouse, needles) == []
+    assert traces(warehouse, needles) == []
     runs = _query(warehouse / "cdi.duckdb",
                   "SELECT count(DISTINCT run_id) FROM governance.erasure_receipts")
     assert runs == [(1,)]
-
-
-def _traces(root: Path, needles: list[str]) -> list[tuple[str, str]]:
-    """Where any needle occurs under root: raw bytes of every file, and decoded values of
-    every DuckDB and Parquet file (compressed pages would hide them from a byte search)."""
-    hits = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        hits += [(str(path), n) for n in needles if n.encode() in data]
-        if path.suffix == ".duckdb":
-            con = duckdb.connect(str(path), read_only=True)
-            try:
-                for schema, table, column in con.sql(
-                    "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
-                    "WHERE database_name = current_database() AND data_type = 'VARCHAR'"
-                ).fetchall():
-                    for n in needles:
-                        found = con.execute(
-                            f'SELECT count(*) FROM "{schema}"."{table}" '
-                            f'WHERE contains("{column}", ?)', [n]).fetchall()[0][0]
-                        if found:
-                            hits.append((f"{path}:{schema}.{table}.{column}", n))
-            finally:
-                con.close()
-        elif path.suffix == ".parquet":
-            frame = pl.read_parquet(path)
-            for column, dtype in frame.schema.items():
-                if dtype == pl.String:
-                    hits += [(f"{path}:{column}", n) for n in needles
-                             if frame[column].str.contains(n, literal=True).any()]
-    return hits
 
 
 def test_erasure_request_file_errors_name_the_line(tmp_path: Path) -> None:

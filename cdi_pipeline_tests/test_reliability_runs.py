@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 import yaml
@@ -29,6 +30,7 @@ import yaml
 from cdi_pipeline.bench import hold_back
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.defs.matching.incremental import INCOMING_DIR, INCREMENTAL_REFRESH
+from cdi_pipeline.lib.governance import REWRITE_OWED
 from cdi_pipeline_tests.warehouse_state import (
     Fingerprint,
     RefreshRun,
@@ -39,6 +41,7 @@ from cdi_pipeline_tests.warehouse_state import (
     refresh,
     staging_tables,
     start_refresh,
+    traces,
     workspace,
 )
 
@@ -110,6 +113,7 @@ class Scenario:
     root: Path
     first: Transition  # an empty warehouse -> S0 (the partial source set)
     update: Transition  # S0 -> S1 (the full source set)
+    after: Workspace  # holds S1
     batch: Path  # the rows S0 lacks, as incoming/<source>/ files (a copy of that folder)
     batch_files: list[str]  # their paths relative to a registry folder
 
@@ -153,7 +157,7 @@ def scenario(tmp_path_factory) -> Scenario:
         root,
         Transition(partial, None, first, State({}, None, None), s0),
         Transition(full, before, update, s0, s1),
-        batch, batch_files,
+        after, batch, batch_files,
     )
 
 
@@ -273,6 +277,67 @@ def test_killed_incremental_runs_leave_previous_or_new_tables(scenario: Scenario
     assert f"'files': {len(waiting)}," in again.log  # it did read the batch again
     problems = differences(state_of(ws).tables, move.new.tables)
     assert problems == [], "\n".join(problems)
+
+
+def _one(database: Path, sql: str, params: list | None = None) -> tuple:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()[0]
+    finally:
+        con.close()
+
+
+def test_killed_erasure_never_leaves_a_person_purged_but_not_suppressed(
+    scenario: Scenario,
+) -> None:
+    """The purge, its receipt and its suppression entries commit together; the analyst file
+    and derived files are cleaned before that commit, and the file rewrite is owed until it
+    is done. Killed anywhere in the erasure step, the person is either untouched (and the
+    request still pending) or gone with their suppression entries, and the run after leaves
+    no trace of them in any file."""
+    root = scenario.root / "erasure"
+    registry = _source_set(root, "source_set", scenario.update.registry.parent)
+    customer_id, email, phone, surname = _one(scenario.after.database, """
+        SELECT customer_id, email, phone, last_name FROM golden.customers
+        WHERE email IS NOT NULL AND phone IS NOT NULL AND records >= 2
+          AND length(last_name_key) >= 6 AND last_name_key IN (
+            SELECT last_name_key FROM golden.customers GROUP BY 1 HAVING count(*) = 1)
+        ORDER BY customer_id LIMIT 1""")
+    (registry.parent / "governance").mkdir(exist_ok=True)
+    (registry.parent / "governance" / "erasure_requests.csv").write_text(
+        "request_id,identifier_type,value,requested_on\n"
+        f"ER-9,email,{email},2026-11-30\n", encoding="utf-8")
+
+    reference = workspace(root / "reference", registry)
+    scenario.after.copy_warehouse_to(reference)
+    uninterrupted = refresh(reference)
+    assert uninterrupted.succeeded_run, uninterrupted.log[-4000:]
+    needles = [email, phone, surname]
+    assert traces(scenario.after.warehouse, needles)  # the control: found before
+    assert traces(reference.warehouse, needles) == []
+
+    ws = workspace(root / "chain", registry)
+    scenario.after.copy_warehouse_to(ws)
+    for share in (0.1, 0.3, 0.5, 0.7, 0.9):
+        run = refresh(ws, kill_at=("erasure", share * uninterrupted.durations["erasure"]))
+        assert run.killed, run.log[-3000:]
+        done, suppressed, present = _one(ws.database, """
+            SELECT (SELECT count(*) FROM governance.erasure_receipts WHERE request_id = 'ER-9'),
+                   (SELECT count(*) FROM governance.suppression_list WHERE request_id = 'ER-9'),
+                   (SELECT count(*) FROM golden.customers WHERE customer_id = ?)""",
+                                         [customer_id])
+        where = f"after a kill {share:.0%} into the erasure step"
+        assert (done > 0) == (suppressed > 0) == (present == 0), (
+            f"{where}: receipts {done}, suppression entries {suppressed}, customer rows "
+            f"{present}")
+        if done:
+            assert traces(ws.analytics, needles) == [], where
+    final = refresh(ws)
+    assert final.succeeded_run, final.log[-4000:]
+    assert traces(ws.warehouse, needles) == []
+    assert _one(ws.database, "SELECT count(DISTINCT run_id) FROM governance.erasure_receipts "
+                "WHERE request_id = 'ER-9'") == (1,)
+    assert not (ws.warehouse / REWRITE_OWED).exists()
 
 
 def _frozen(state: Fingerprint) -> tuple:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 
 from cdi_pipeline.lib.privacy import KEY_ENV
 from cdi_pipeline.lib.publish import ANALYTICS_FILE
@@ -129,6 +130,38 @@ def differences(a: Fingerprint, b: Fingerprint, label: str = "") -> list[str]:
             problems.append(f"{label}{table}: rows {a[table].rows} vs {b[table].rows}, "
                             f"columns differing: {changed or '(only in combination)'}")
     return problems
+
+
+def traces(root: Path, needles: list[str]) -> list[tuple[str, str]]:
+    """Where any needle occurs under root: raw bytes of every file, and decoded values of
+    every DuckDB and Parquet file (compressed pages would hide them from a byte search)."""
+    hits = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        hits += [(str(path), n) for n in needles if n.encode() in data]
+        if path.suffix == ".duckdb":
+            con = duckdb.connect(str(path), read_only=True)
+            try:
+                for schema, table, column in con.sql(
+                    "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+                    "WHERE database_name = current_database() AND data_type = 'VARCHAR'"
+                ).fetchall():
+                    for n in needles:
+                        found = con.execute(
+                            f"SELECT count(*) FROM {quote_identifier(schema)}."
+                            f"{quote_identifier(table)} WHERE contains("
+                            f"{quote_identifier(column)}, ?)", [n]).fetchall()[0][0]
+                        if found:
+                            hits.append((f"{path}:{schema}.{table}.{column}", n))
+            finally:
+                con.close()
+        elif path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            for column, dtype in frame.schema.items():
+                if dtype == pl.String:
+                    hits += [(f"{path}:{column}", n) for n in needles
+                             if frame[column].str.contains(n, literal=True).any()]
+    return hits
 
 
 def staging_tables(database: Path) -> list[str]:

@@ -26,9 +26,17 @@ import polars as pl
 
 from cdi_pipeline.lib.governed_files import read_governed_csv
 from cdi_pipeline.lib.privacy import keyed_hash_sql
+from cdi_pipeline.lib.publish import STORAGE_VERSION
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.standardise import standardise_email, standardise_phone
-from cdi_pipeline.lib.storage import quote_identifier, quote_literal, writer_lock
+from cdi_pipeline.lib.storage import (
+    PartitionWrite,
+    quote_identifier,
+    quote_literal,
+    table_exists,
+    transaction,
+    writer_lock,
+)
 
 REQUEST_COLUMNS = ("request_id", "identifier_type", "value", "requested_on")
 IDENTIFIER_TYPES = ("email", "phone", "customer_id")
@@ -260,42 +268,46 @@ def _conditions(columns: set[str], table: str, registry: Registry | None) -> lis
 
 
 def purge_rows(
-    con: duckdb.DuckDBPyConnection, targets: ErasureTargets, registry: Registry | None
+    con: duckdb.DuckDBPyConnection, targets: ErasureTargets, registry: Registry | None,
+    *, own_transaction: bool = True,
 ) -> dict[str, int]:
     """Delete the targets' rows from every table of the connected database, in one
-    transaction. Returns rows removed per table (tables with none are left out)."""
+    transaction (or in the caller's, which then commits the purge with its receipts).
+    Returns rows removed per table (tables with none are left out)."""
     con.register("__erase_records", targets.records.to_arrow())
     con.register("__erase_events", targets.events.to_arrow())
     con.register("__erase_ids", targets.customer_ids.to_arrow())
     removed: dict[str, int] = {}
-    con.execute("BEGIN TRANSACTION")
     try:
-        for table in sorted(_tables(con)):
-            schema, name = table.split(".", 1)
-            columns = {
-                r[0] for r in con.execute(
-                    "SELECT column_name FROM duckdb_columns() WHERE database_name = "
-                    "current_database() AND schema_name = ? AND table_name = ?",
-                    [schema, name],
-                ).fetchall()
-            }
-            conditions = _conditions(columns, table, registry)
-            if not conditions:
-                continue
-            qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
-            count = con.execute(
-                f"DELETE FROM {qualified} WHERE " + " OR ".join(conditions)
-            ).fetchall()[0][0]
-            if count:
-                removed[table] = int(count)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con) if own_transaction else contextlib.nullcontext():
+            for table in sorted(_tables(con)):
+                schema, name = table.split(".", 1)
+                columns = {
+                    r[0] for r in con.execute(
+                        "SELECT column_name FROM duckdb_columns() WHERE database_name = "
+                        "current_database() AND schema_name = ? AND table_name = ?",
+                        [schema, name],
+                    ).fetchall()
+                }
+                conditions = _conditions(columns, table, registry)
+                if not conditions:
+                    continue
+                qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
+                count = con.execute(
+                    f"DELETE FROM {qualified} WHERE " + " OR ".join(conditions)
+                ).fetchall()[0][0]
+                if count:
+                    removed[table] = int(count)
     finally:
         for view in ("__erase_records", "__erase_events", "__erase_ids"):
             con.unregister(view)
     return removed
+
+
+# A file beside the warehouse while purged rows' bytes may still sit in its free blocks: made
+# before the purge commits, removed once the file is rewritten, so a run killed in between
+# does the rewrite next time.
+REWRITE_OWED = ".erasure_rewrite_owed"
 
 
 def rewrite_database(
@@ -400,3 +412,71 @@ def suppressed_rows(
 def requests_file(registry: Registry) -> Path:
     """governance/erasure_requests.csv, in the folder of the steward overrides file."""
     return registry.overrides_file().parent / "erasure_requests.csv"
+
+
+def purge_published_file(analytics: Path, resolved: list[ErasureTargets]) -> None:
+    """The analyst file is rebuilt at the end of the run; until then it must not hold the
+    person either. Done before the warehouse's purge commits, so a kill in between repeats
+    it; the file is rewritten and swapped in whole."""
+    if not analytics.exists():
+        return
+    published = duckdb.connect(str(analytics))
+    try:
+        for targets in resolved:
+            purge_rows(published, targets, None)
+    finally:
+        published.close()
+    rewrite_database(analytics, storage_version=STORAGE_VERSION)
+
+
+def bookkeeping_writes(
+    con: duckdb.DuckDBPyConnection, receipts: list[pl.DataFrame], entries: list[pl.DataFrame],
+    files: dict[str, int], now: datetime, run_id: str,
+) -> list[PartitionWrite]:
+    """Receipts and suppression entries of this run's requests (empty tables on a first run
+    without any)."""
+    if not receipts:
+        return [
+            PartitionWrite("governance", name, _empty(name), "request_id",
+                           "Erasure bookkeeping.", columns)
+            for name, columns in (("erasure_receipts", RECEIPT_COLUMNS),
+                                  ("suppression_list", SUPPRESSION_COLUMNS))
+            if not table_exists(con, "governance", name)
+        ]
+    receipt_frame = pl.concat(receipts).with_columns(
+        pl.col("rows_removed", "customers_erased", "records_erased").cast(pl.Int64),
+        pl.col("requested_on").str.to_date(),
+        pl.lit(now).alias("processed_at"),
+        pl.lit(run_id).alias("run_id"),
+    )
+    file_rows = pl.DataFrame(
+        {"item": list(files), "rows_removed": list(files.values())},
+        schema={"item": pl.String, "rows_removed": pl.Int64},
+    )
+    first = receipt_frame.row(0, named=True)
+    receipt_frame = pl.concat([
+        receipt_frame,
+        file_rows.with_columns(
+            *(pl.lit(first[c]).alias(c) for c in RECEIPT_COLUMNS
+              if c not in ("item", "rows_removed")),
+        ).select(list(RECEIPT_COLUMNS)),
+    ], how="vertical_relaxed").select(list(RECEIPT_COLUMNS))
+    return [
+        PartitionWrite("governance", "erasure_receipts", receipt_frame, "request_id",
+                       "What each erasure removed (counts only).", RECEIPT_COLUMNS),
+        PartitionWrite("governance", "suppression_list", pl.concat(entries), "request_id",
+                       "Keyed hashes that keep erased persons out.", SUPPRESSION_COLUMNS),
+    ]
+
+
+def _empty(name: str) -> pl.DataFrame:
+    if name == "erasure_receipts":
+        return pl.DataFrame(schema={
+            "request_id": pl.String, "requested_on": pl.Date, "identifier_type": pl.String,
+            "item": pl.String, "rows_removed": pl.Int64, "customers_erased": pl.Int64,
+            "records_erased": pl.Int64, "processed_at": pl.Datetime("us"), "run_id": pl.String,
+        })
+    return pl.DataFrame(schema={
+        "request_id": pl.String, "kind": pl.String, "value_hash": pl.String,
+        "key_fingerprint": pl.String, "added_at": pl.Datetime("us"),
+    })

@@ -112,46 +112,60 @@ class PartitionWrite:
         return f"{self.schema}.{self.name}"
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT around the block, ROLLBACK when it raises. A process killed inside
+    never commits: DuckDB replays only committed transactions from its log."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def replace_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite]) -> None:
     """Replace one partition of each table in one transaction, keeping the other partitions.
 
     A table is created from the first batch; a column added later is added to the table (older
     partitions hold NULL there), so a snapshot table survives a schema change.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for i, write in enumerate(writes):
-            view = f"__cdi_partition_{i}"
-            con.register(view, write.frame.to_arrow())
-            schema = quote_identifier(write.schema)
-            table = f"{schema}.{quote_identifier(write.name)}"
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
-            existing = {
-                r[0] for r in con.execute(
-                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
-                    "AND table_name = ? AND database_name = current_database()",
-                    [write.schema, write.name],
-                ).fetchall()
-            }
-            for column, dtype, *_ in con.sql(f"DESCRIBE {view}").fetchall():
-                if column not in existing:
-                    con.execute(
-                        f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column)} {dtype}"
-                    )
-            keys = write.frame.get_column(write.partition_column).unique().to_list()
-            con.execute(
-                f"DELETE FROM {table} WHERE {quote_identifier(write.partition_column)} "
-                f"IN (SELECT UNNEST(?))",
-                [keys],
-            )
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
-            con.unregister(view)
-            _comment(con, table, write)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    with transaction(con):
+        write_partitions(con, writes)
+
+
+def write_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite]) -> None:
+    """`replace_partitions` inside the caller's transaction (which then commits it together
+    with its own changes)."""
+    for i, write in enumerate(writes):
+        view = f"__cdi_partition_{i}"
+        con.register(view, write.frame.to_arrow())
+        schema = quote_identifier(write.schema)
+        table = f"{schema}.{quote_identifier(write.name)}"
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
+        existing = {
+            r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
+                "AND table_name = ? AND database_name = current_database()",
+                [write.schema, write.name],
+            ).fetchall()
+        }
+        for column, dtype, *_ in con.sql(f"DESCRIBE {view}").fetchall():
+            if column not in existing:
+                con.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column)} {dtype}"
+                )
+        keys = write.frame.get_column(write.partition_column).unique().to_list()
+        con.execute(
+            f"DELETE FROM {table} WHERE {quote_identifier(write.partition_column)} "
+            f"IN (SELECT UNNEST(?))",
+            [keys],
+        )
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
+        con.unregister(view)
+        _comment(con, table, write)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb
 import polars as pl
 
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.governance import (
-    RECEIPT_COLUMNS,
-    SUPPRESSION_COLUMNS,
+    REWRITE_OWED,
+    bookkeeping_writes,
+    purge_published_file,
     purge_rows,
     read_requests,
     remove_derived_files,
@@ -19,13 +19,13 @@ from cdi_pipeline.lib.governance import (
     suppression_entries,
 )
 from cdi_pipeline.lib.privacy import key_fingerprint, pseudonym_key
-from cdi_pipeline.lib.publish import ANALYTICS_FILE, STORAGE_VERSION
+from cdi_pipeline.lib.publish import ANALYTICS_FILE
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import (
-    PartitionWrite,
     frame_to_markdown,
-    replace_partitions,
     table_exists,
+    transaction,
+    write_partitions,
 )
 
 SUPPRESSION_LIST = dg.AssetKey(["governance", "suppression_list"])
@@ -80,90 +80,56 @@ def build_governance_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                         "warehouse's .pseudonym_key), or erased persons could come back"
                     )
             pending = requests.filter(~pl.col("request_id").is_in(sorted(done)))
-            receipts, entries, removed_total, resolved = [], [], {}, []
-            for request in pending.iter_rows(named=True):
-                # One request at a time (a handful per run): each receipt counts its own rows.
-                one = pending.filter(pl.col("request_id") == request["request_id"])
-                targets = resolve_targets(con, one)
-                removed = purge_rows(con, targets, registry)
-                resolved.append(targets)
-                entries.append(suppression_entries(targets, request["request_id"], key,
-                                                   fingerprint, now))
-                per = targets.per_request.row(0, named=True)
-                receipts.append(pl.DataFrame({
-                    "request_id": request["request_id"],
-                    "requested_on": request["requested_on"],
-                    "identifier_type": request["identifier_type"],
-                    "item": list(removed) or ["(nothing found)"],
-                    "rows_removed": list(removed.values()) or [0],
-                    "customers_erased": per["customers"],
-                    "records_erased": per["records"],
-                }))
-                for table, rows in removed.items():
-                    removed_total[table] = removed_total.get(table, 0) + rows
-                context.log.info(
-                    f"erasure {request['request_id']}: {per['customers']} customer(s), "
-                    f"{per['records']} record(s), {sum(removed.values())} rows removed"
-                )
-        files: dict[str, int] = {}
-        if receipts:
-            files = remove_derived_files(warehouse.root)
-            analytics = warehouse.root / ANALYTICS_FILE
-            if analytics.exists():
-                # The analyst file is rebuilt at the end of the run; until then it must not
-                # hold the person either.
-                published = duckdb.connect(str(analytics))
-                try:
-                    for targets in resolved:
-                        purge_rows(published, targets, None)
-                finally:
-                    published.close()
-                rewrite_database(analytics, storage_version=STORAGE_VERSION)
+        # Files derived from the data are rebuilt by this run; removed before the purge
+        # commits, so a kill in between repeats it (and with no connection open: DuckDB
+        # spills into one of these folders).
+        files = remove_derived_files(warehouse.root) if pending.height else {}
+        receipts, entries, removed_total = [], [], {}
         with warehouse.connect() as con:
-            writes = []
-            if receipts:
-                receipt_frame = pl.concat(receipts).with_columns(
-                    pl.col("rows_removed", "customers_erased", "records_erased").cast(pl.Int64),
-                    pl.col("requested_on").str.to_date(),
-                    pl.lit(now).alias("processed_at"),
-                    pl.lit(context.run.run_id).alias("run_id"),
-                )
-                file_rows = pl.DataFrame(
-                    {"item": list(files), "rows_removed": list(files.values())},
-                    schema={"item": pl.String, "rows_removed": pl.Int64},
-                )
-                first = receipt_frame.row(0, named=True)
-                receipt_frame = pl.concat([
-                    receipt_frame,
-                    file_rows.with_columns(
-                        *(pl.lit(first[c]).alias(c) for c in RECEIPT_COLUMNS
-                          if c not in ("item", "rows_removed")),
-                    ).select(list(RECEIPT_COLUMNS)),
-                ], how="vertical_relaxed").select(list(RECEIPT_COLUMNS))
-                writes.append(PartitionWrite("governance", "erasure_receipts", receipt_frame,
-                                             "request_id", "What each erasure removed (counts "
-                                             "only).", RECEIPT_COLUMNS))
-                writes.append(PartitionWrite("governance", "suppression_list",
-                                             pl.concat(entries), "request_id",
-                                             "Keyed hashes that keep erased persons out.",
-                                             SUPPRESSION_COLUMNS))
-            else:
-                for name, columns in (("erasure_receipts", RECEIPT_COLUMNS),
-                                      ("suppression_list", SUPPRESSION_COLUMNS)):
-                    if not table_exists(con, "governance", name):
-                        empty = _empty(name)
-                        writes.append(PartitionWrite("governance", name, empty, "request_id",
-                                                     "Erasure bookkeeping.", columns))
-            if writes:
-                replace_partitions(con, writes)
+            # The purge, its receipts and the suppression list commit together: a run killed
+            # after a purge but before its suppression entries would let the next load bring
+            # the person back, and one killed before its receipts would not retry.
+            with transaction(con):
+                resolved = []
+                for request in pending.iter_rows(named=True):
+                    # One request at a time (a handful per run): each receipt counts its rows.
+                    one = pending.filter(pl.col("request_id") == request["request_id"])
+                    targets = resolve_targets(con, one)
+                    removed = purge_rows(con, targets, registry, own_transaction=False)
+                    resolved.append(targets)
+                    entries.append(suppression_entries(targets, request["request_id"], key,
+                                                       fingerprint, now))
+                    per = targets.per_request.row(0, named=True)
+                    receipts.append(pl.DataFrame({
+                        "request_id": request["request_id"],
+                        "requested_on": request["requested_on"],
+                        "identifier_type": request["identifier_type"],
+                        "item": list(removed) or ["(nothing found)"],
+                        "rows_removed": list(removed.values()) or [0],
+                        "customers_erased": per["customers"],
+                        "records_erased": per["records"],
+                    }))
+                    for table, rows in removed.items():
+                        removed_total[table] = removed_total.get(table, 0) + rows
+                    context.log.info(
+                        f"erasure {request['request_id']}: {per['customers']} customer(s), "
+                        f"{per['records']} record(s), {sum(removed.values())} rows removed"
+                    )
+                if resolved:
+                    purge_published_file(warehouse.root / ANALYTICS_FILE, resolved)
+                    (warehouse.root / REWRITE_OWED).touch()
+                writes = bookkeeping_writes(con, receipts, entries, files, now, context.run.run_id)
+                if writes:
+                    write_partitions(con, writes)
             entries_total = con.sql(
                 "SELECT count(*) FROM governance.suppression_list").fetchall()[0][0]
             requests_done = con.sql(
                 "SELECT count(DISTINCT request_id) FROM governance.erasure_receipts"
             ).fetchall()[0][0]
-        if receipts:
+        if (warehouse.root / REWRITE_OWED).exists():
             # Deleted rows' bytes stay in DuckDB's free blocks until the file is rewritten.
             rewrite_database(warehouse.database_path, warehouse.root / ".cdi.lock")
+            (warehouse.root / REWRITE_OWED).unlink()
         yield dg.MaterializeResult(
             asset_key=SUPPRESSION_LIST,
             metadata={
@@ -188,16 +154,3 @@ def build_governance_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         )
 
     return [erasure]
-
-
-def _empty(name: str) -> pl.DataFrame:
-    if name == "erasure_receipts":
-        return pl.DataFrame(schema={
-            "request_id": pl.String, "requested_on": pl.Date, "identifier_type": pl.String,
-            "item": pl.String, "rows_removed": pl.Int64, "customers_erased": pl.Int64,
-            "records_erased": pl.Int64, "processed_at": pl.Datetime("us"), "run_id": pl.String,
-        })
-    return pl.DataFrame(schema={
-        "request_id": pl.String, "kind": pl.String, "value_hash": pl.String,
-        "key_fingerprint": pl.String, "added_at": pl.Datetime("us"),
-    })
