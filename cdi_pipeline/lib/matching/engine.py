@@ -195,10 +195,13 @@ def _java_available() -> bool:
 
 def register_input(db_api: Any, frame: pl.DataFrame, table_name: str = "cdi_match_input") -> Any:
     """Register a polars frame as a table on the backend (the Splink input by default)."""
-    table = frame.to_arrow()
     if type(db_api).__name__ == "SparkAPI":
         # Spark 4 builds a DataFrame straight from Arrow; Splink's own path wants pandas.
-        table = db_api.spark.createDataFrame(table)
+        table = db_api.spark.createDataFrame(frame.to_arrow())
+    else:
+        # DuckDB scans polars' string views as they are; the default export (large_string)
+        # copied every string (GiBs at ten million records) and held the copy while Splink ran.
+        table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
     return db_api.register(table, table_name=table_name)
 
 
