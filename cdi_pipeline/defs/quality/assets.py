@@ -6,7 +6,7 @@ from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS, QUARANTINE
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.profile import PROFILE_DESCRIPTIONS, field_profile, profile_markdown
-from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
+from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, replace_tables
 
 FIELD_PROFILE = dg.AssetKey(["quality", "field_profile"])
 INVALID_VALUE_SHARE = "invalid_value_share"
@@ -19,16 +19,14 @@ INVALID_VALUE_WARNING = 0.2
     key=FIELD_PROFILE,
     group_name="quality",
     deps=[CUSTOMER_RECORDS, QUARANTINE],
-    kinds={"duckdb", "polars"},
+    kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
     tags={"layer": "quality"},
 )
 def field_profile_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Completeness, validity and uniqueness per source and field, to see which source is weak."""
     with warehouse.connect() as con:
-        records = read_table(con, "cleaned", "customer_records")
-        quarantine = read_table(con, "quality", "quarantine")
-        profile = field_profile(records, quarantine)
+        profile = field_profile(con)
         write = TableWrite(
             "quality",
             "field_profile",
