@@ -348,7 +348,9 @@ def build_incremental(registry: Registry):
 
     @dg.job(name=INCREMENTAL_REFRESH, description="Match files dropped in incoming/<source>/ "
             "against existing customers; rebuild only the affected customers downstream.",
-            tags={"cdi/job": INCREMENTAL_REFRESH})
+            tags={"cdi/job": INCREMENTAL_REFRESH},
+            # One op: a child process per step would only add a Python start-up to each batch.
+            executor_def=dg.in_process_executor)
     def incremental_refresh() -> None:
         incremental_match()
 
