@@ -31,7 +31,7 @@ from cdi_pipeline.lib.governance import ErasureRequestError, read_requests
 from cdi_pipeline.lib.matching.engine import model_version
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN
 from cdi_pipeline.lib.publish import ANALYTICS_FILE, STORAGE_VERSION
-from cdi_pipeline_tests.warehouse_state import traces
+from cdi_pipeline_tests.warehouse_state import query, traces
 
 PERSONS = 300
 
@@ -65,19 +65,11 @@ def _copy(site: Path, tmp_path: Path) -> Path:
     return target
 
 
-def _query(path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def test_analytics_file_holds_no_unmasked_email_or_phone(site: Path) -> None:
     warehouse = site / "warehouse" / "cdi.duckdb"
     analytics = site / "warehouse" / ANALYTICS_FILE
     secrets = {
-        value for (value,) in _query(
+        value for (value,) in query(
             warehouse, "SELECT email FROM cleaned.customer_records WHERE email IS NOT NULL "
             "UNION SELECT phone FROM cleaned.customer_records WHERE phone IS NOT NULL")
     }
@@ -144,7 +136,7 @@ def test_open_analyst_connection_neither_blocks_nor_sees_a_half_state(
         reader.join()
     assert counts and set(counts) == {before[0]}  # the open connection saw one state only
     analyst.close()
-    after = _query(analytics, "SELECT count(*), sum(hash(customer_id)) FROM customers")
+    after = query(analytics, "SELECT count(*), sum(hash(customer_id)) FROM customers")
     assert after != before
 
 
@@ -154,7 +146,7 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
     root = _copy(site, tmp_path)
     warehouse = root / "warehouse"
     # A person with a surname nobody else has, so finding the name means finding them.
-    person = _query(warehouse / "cdi.duckdb", """
+    person = query(warehouse / "cdi.duckdb", """
         WITH unique_names AS (
             SELECT r.last_name_key FROM cleaned.customer_records r
             JOIN golden.customer_xref x USING (source, source_record_id)
@@ -173,17 +165,17 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
         f"ER-7,email,{email.upper()},2026-11-30\n", encoding="utf-8")
     _refresh(root)
     assert traces(warehouse, needles) == []
-    receipts = dict(_query(warehouse / "cdi.duckdb",
+    receipts = dict(query(warehouse / "cdi.duckdb",
                            "SELECT item, rows_removed FROM governance.erasure_receipts"))
     assert receipts["golden.customers"] == 1 and receipts["cleaned.customer_records"] >= 2
-    assert not _query(warehouse / "cdi.duckdb",
+    assert not query(warehouse / "cdi.duckdb",
                       "SELECT 1 FROM golden.customer_id_map WHERE customer_id = ?",
                       [customer_id])
     # The same source files again: suppression keeps the person out, and the request is
     # not carried out twice.
     _refresh(root)
     assert traces(warehouse, needles) == []
-    runs = _query(warehouse / "cdi.duckdb",
+    runs = query(warehouse / "cdi.duckdb",
                   "SELECT count(DISTINCT run_id) FROM governance.erasure_receipts")
     assert runs == [(1,)]
 
@@ -227,14 +219,14 @@ def test_quarterly_schedule_is_pinned_and_keeps_snapshots(site: Path, tmp_path: 
     root = _copy(site, tmp_path)
     _refresh(root, QUARTERLY_REFRESH, request.run_config)
     db = root / "warehouse" / "cdi.duckdb"
-    quarters = _query(db, "SELECT quarter, count(*) FROM golden.customer_snapshots "
+    quarters = query(db, "SELECT quarter, count(*) FROM golden.customer_snapshots "
                       "GROUP BY quarter ORDER BY quarter")
     assert [q for q, _ in quarters][-1] == "2027Q2" and len(quarters) == 2
     assert quarters[0][1] == quarters[1][1]
-    compared = _query(db, "SELECT DISTINCT previous_quarter FROM "
+    compared = query(db, "SELECT DISTINCT previous_quarter FROM "
                       "enrichment.customer_enrichment")
     assert compared == [(quarters[0][0],)]
-    history = _query(root / "warehouse" / ANALYTICS_FILE,
+    history = query(root / "warehouse" / ANALYTICS_FILE,
                      "SELECT count(DISTINCT quarter) FROM segment_history")
     assert history == [(2,)]
 

@@ -22,7 +22,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 import yaml
@@ -38,6 +37,7 @@ from cdi_pipeline_tests.warehouse_state import (
     differences,
     fingerprint,
     follow,
+    query,
     refresh,
     staging_tables,
     start_refresh,
@@ -279,14 +279,6 @@ def test_killed_incremental_runs_leave_previous_or_new_tables(scenario: Scenario
     assert problems == [], "\n".join(problems)
 
 
-def _one(database: Path, sql: str, params: list | None = None) -> tuple:
-    con = duckdb.connect(str(database), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()[0]
-    finally:
-        con.close()
-
-
 def test_killed_erasure_never_leaves_a_person_purged_but_not_suppressed(
     scenario: Scenario,
 ) -> None:
@@ -297,7 +289,7 @@ def test_killed_erasure_never_leaves_a_person_purged_but_not_suppressed(
     no trace of them in any file."""
     root = scenario.root / "erasure"
     registry = _source_set(root, "source_set", scenario.update.registry.parent)
-    customer_id, email, phone, surname = _one(scenario.after.database, """
+    [(customer_id, email, phone, surname)] = query(scenario.after.database, """
         SELECT customer_id, email, phone, last_name FROM golden.customers
         WHERE email IS NOT NULL AND phone IS NOT NULL AND records >= 2
           AND length(last_name_key) >= 6 AND last_name_key IN (
@@ -321,11 +313,11 @@ def test_killed_erasure_never_leaves_a_person_purged_but_not_suppressed(
     for share in (0.1, 0.3, 0.5, 0.7, 0.9):
         run = refresh(ws, kill_at=("erasure", share * uninterrupted.durations["erasure"]))
         assert run.killed, run.log[-3000:]
-        done, suppressed, present = _one(ws.database, """
+        [(done, suppressed, present)] = query(ws.database, """
             SELECT (SELECT count(*) FROM governance.erasure_receipts WHERE request_id = 'ER-9'),
                    (SELECT count(*) FROM governance.suppression_list WHERE request_id = 'ER-9'),
                    (SELECT count(*) FROM golden.customers WHERE customer_id = ?)""",
-                                         [customer_id])
+            [customer_id])
         where = f"after a kill {share:.0%} into the erasure step"
         assert (done > 0) == (suppressed > 0) == (present == 0), (
             f"{where}: receipts {done}, suppression entries {suppressed}, customer rows "
@@ -335,8 +327,8 @@ def test_killed_erasure_never_leaves_a_person_purged_but_not_suppressed(
     final = refresh(ws)
     assert final.succeeded_run, final.log[-4000:]
     assert traces(ws.warehouse, needles) == []
-    assert _one(ws.database, "SELECT count(DISTINCT run_id) FROM governance.erasure_receipts "
-                "WHERE request_id = 'ER-9'") == (1,)
+    assert query(ws.database, "SELECT count(DISTINCT run_id) FROM governance.erasure_receipts "
+                 "WHERE request_id = 'ER-9'") == [(1,)]
     assert not (ws.warehouse / REWRITE_OWED).exists()
 
 

@@ -164,6 +164,15 @@ def traces(root: Path, needles: list[str]) -> list[tuple[str, str]]:
     return hits
 
 
+def query(database: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of one query on a DuckDB file opened read-only."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
 def staging_tables(database: Path) -> list[str]:
     """Staging tables left in a DuckDB file."""
     con = duckdb.connect(str(database), read_only=True)
@@ -224,9 +233,8 @@ class RefreshRun:
 
     returncode: int
     log: str
-    # Seconds from process start to each step's start and success, as the log showed them.
+    # Seconds from process start to each step's start, as the log showed them (run order).
     started: dict[str, float] = field(default_factory=dict)
-    succeeded: dict[str, float] = field(default_factory=dict)
     # Seconds each step took, from the run's records in the Dagster instance (finished runs).
     durations: dict[str, float] = field(default_factory=dict)
 
@@ -267,7 +275,6 @@ def follow(proc: subprocess.Popen, kill_at: tuple[str, float] | None = None,
     process group that many seconds after the step starts."""
     t0 = time.monotonic()
     started: dict[str, float] = {}
-    succeeded: dict[str, float] = {}
     lines: list[str] = []
 
     def kill() -> None:
@@ -287,14 +294,12 @@ def follow(proc: subprocess.Popen, kill_at: tuple[str, float] | None = None,
                 if kill_at and step == kill_at[0] and timer is None:
                     timer = threading.Timer(kill_at[1], kill)
                     timer.start()
-            elif step := _step_of(line, "STEP_SUCCESS"):
-                succeeded.setdefault(step, now)
         returncode = proc.wait()
     finally:
         watchdog.cancel()
         if timer is not None:
             timer.cancel()
-    return RefreshRun(returncode, "".join(lines), started, succeeded)
+    return RefreshRun(returncode, "".join(lines), started)
 
 
 def refresh(ws: Workspace, kill_at: tuple[str, float] | None = None, job: str = "full_refresh",
