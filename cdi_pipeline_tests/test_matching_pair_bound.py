@@ -1,8 +1,8 @@
-"""The pre-flight bound an incremental batch uses instead of Splink's exact per-rule count."""
+"""The pre-flight bound the matching runs use instead of Splink's exact per-rule count."""
 
 import polars as pl
 
-from cdi_pipeline.lib.matching.incremental import pair_bound
+from cdi_pipeline.lib.matching.run import pair_bound, pair_bounds
 
 RULES = [["email"], ["last_name", "postcode"]]
 
@@ -34,6 +34,7 @@ def test_bound_within_a_batch_counts_each_rule_and_never_undercounts() -> None:
     # email: a-b, a-c, b-c; surname+postcode: a-b, a-d, b-d (a-b twice).
     assert (distinct, per_rule) == (5, 6)
     assert pair_bound(new, RULES) == per_rule >= distinct
+    assert pair_bounds(new, RULES).rows() == [("email", 3), ("last_name, postcode", 3)]
 
 
 def test_bound_between_batch_and_candidates_and_nulls_never_block() -> None:

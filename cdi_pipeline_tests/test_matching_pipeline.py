@@ -403,8 +403,9 @@ def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_p
         with engine.open_backend(engine.BackendConfig()) as db_api:
             linker = engine.linker_for(db_api, frame, model.splink_settings,
                                        model.term_frequencies)
-            pairs, _, charts = run.score_pairs(linker, spec, min_probability=0.01,
-                                               budget=1e9, charts_dir=charts_dir)
+            scoring = run.score_pairs(linker, spec, min_probability=0.01,
+                                      budget=1e9, charts_dir=charts_dir)
+            pairs, charts = scoring.pairs, scoring.charts
             # The prediction and every intermediate table are dropped once pairs are out.
             left = db_api._execute_sql_against_backend(
                 "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__splink__%'"
@@ -424,21 +425,58 @@ def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
                                          *(c for c in records.columns if c.startswith("id_"))),
                           max_block_size=50)
     spec = derive_spec(frame)
+    bounds = run.pair_bounds(frame, spec.blocking_rules)
+    bound = int(bounds.get_column("pairs").sum())
     with engine.open_backend(engine.BackendConfig()) as db_api:
         def score(suffix: str, **kwargs):
             linker = engine.linker_for(db_api, frame, model.splink_settings,
                                        model.term_frequencies, name_suffix=suffix)
             return run.score_pairs(linker, spec, min_probability=0.5, charts_dir=None, **kwargs)
 
-        exact = int(score("_a", budget=1e12)[1].get_column("cumulative_pairs").max())
-        # A bound within the budget stands in for the exact count.
-        _, preflight, _ = score("_b", budget=1e12, upper_bound=exact + 10)
-        assert preflight.get_column("blocking_rule").to_list() == ["all rules (upper bound)"]
+        exact = score("_a", budget=1e12)
+        distinct = int(exact.preflight.get_column("cumulative_pairs").max())
+        # Without bounds Splink counts distinct pairs: the pairs then scored, no more.
+        assert exact.preflight.get_column("counted").unique().to_list() == ["exact"]
+        assert exact.comparisons == distinct < bound
+        # A bound within the budget stands in for the exact count, rule by rule.
+        within = score("_b", budget=bound, bounds=bounds)
+        assert within.preflight.get_column("counted").unique().to_list() == ["upper bound"]
+        assert within.preflight.get_column("blocking_rule").to_list() == [
+            ", ".join(r) for r in spec.blocking_rules
+        ]
+        assert int(within.preflight.get_column("cumulative_pairs").max()) == bound
+        assert within.comparisons == distinct
         # A bound over the budget is not a verdict: the exact count decides, both ways.
-        _, preflight, _ = score("_c", budget=exact, upper_bound=exact + 10)
-        assert int(preflight.get_column("cumulative_pairs").max()) == exact
+        over = score("_c", budget=distinct, bounds=bounds)
+        assert int(over.preflight.get_column("cumulative_pairs").max()) == distinct
         with pytest.raises(run.ComparisonBudgetExceeded):
-            score("_d", budget=exact - 1, upper_bound=exact + 10)
+            score("_d", budget=distinct - 1, bounds=bounds)
+
+
+def test_chunked_prediction_scores_the_same_pairs(first_run) -> None:
+    """Split by a hash of the left record, the chunks together score every pair once."""
+    site, _ = first_run
+    model = engine.load_current_model(site.models)
+    records = site.query("SELECT * FROM cleaned.customer_records")
+    frame = prepare_input(records.select(*RECORD_COLUMNS,
+                                         *(c for c in records.columns if c.startswith("id_"))),
+                          max_block_size=50)
+    spec = derive_spec(frame)
+    bounds = run.pair_bounds(frame, spec.blocking_rules)
+    results = {}
+    with engine.open_backend(engine.BackendConfig()) as db_api:
+        for suffix, per_chunk in (("_one", 10**12), ("_many", 500)):
+            linker = engine.linker_for(db_api, frame, model.splink_settings,
+                                       model.term_frequencies, name_suffix=suffix)
+            results[suffix] = run.score_pairs(
+                linker, spec, min_probability=0.01, budget=1e12, charts_dir=None,
+                bounds=bounds, pairs_per_chunk=per_chunk,
+            )
+    one, many = results["_one"], results["_many"]
+    assert int(bounds.get_column("pairs").sum()) // 500 >= 5  # really split
+    assert many.comparisons == one.comparisons > 0
+    keys = ["unique_id_l", "unique_id_r"]
+    assert many.pairs.sort(keys).equals(one.pairs.sort(keys))
 
 
 def test_golden_records_in_passes_equal_one_pass(first_run, tmp_path: Path) -> None:

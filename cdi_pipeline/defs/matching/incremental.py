@@ -45,9 +45,9 @@ from cdi_pipeline.lib.golden.survivorship import RECORD_COLUMNS as GOLDEN_COLUMN
 from cdi_pipeline.lib.golden.survivorship import build_golden
 from cdi_pipeline.lib.governance import suppressed_rows
 from cdi_pipeline.lib.matching import engine
-from cdi_pipeline.lib.matching.incremental import closure, identity_updates, pair_bound
+from cdi_pipeline.lib.matching.incremental import closure, identity_updates
 from cdi_pipeline.lib.matching.rules import read_overrides
-from cdi_pipeline.lib.matching.run import match, score_pairs
+from cdi_pipeline.lib.matching.run import match, pair_bounds, score_pairs
 from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, UNIQUE_ID, derive_spec, prepare_input
 from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.raw import load_source
@@ -436,7 +436,7 @@ def _rematch(
         scoring = score_pairs(
             linker_over(frame), spec, min_probability=cfg.min_pair_probability,
             budget=cfg.max_comparisons_per_record * max(frame.height, 1), charts_dir=None,
-            upper_bound=pair_bound(frame, spec.blocking_rules),
+            bounds=pair_bounds(frame, spec.blocking_rules),
         )
     outcome = match(
         frame, scoring, overrides,

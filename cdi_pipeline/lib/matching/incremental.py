@@ -22,7 +22,7 @@ import polars as pl
 
 from cdi_pipeline.lib.matching.ids import ID_MAP_SCHEMA
 from cdi_pipeline.lib.matching.rules import deterministic_pairs
-from cdi_pipeline.lib.matching.run import MatchOutcome, score_pairs
+from cdi_pipeline.lib.matching.run import MatchOutcome, pair_bounds, score_pairs
 from cdi_pipeline.lib.matching.spec import UNIQUE_ID, ModelSpec
 
 
@@ -55,23 +55,6 @@ def blocking_candidates(prepared: pl.DataFrame, new_ids: pl.Series, spec: ModelS
     return pl.concat(found).unique().collect().get_column(UNIQUE_ID)
 
 
-def pair_bound(
-    left: pl.DataFrame, rules: list[list[str]], right: pl.DataFrame | None = None
-) -> int:
-    """Pairs the blocking rules produce, summed over rules (a pair two rules both find
-    counts twice): within `left` (each pair once), or between `left` and `right`."""
-    total = 0
-    for rule in rules:
-        counts = left.drop_nulls(rule).group_by(rule).len()
-        if right is None:
-            total += int(counts.select((pl.col("len") * (pl.col("len") - 1) // 2).sum()).item())
-        else:
-            other = right.drop_nulls(rule).group_by(rule).len()
-            total += int(counts.join(other, on=rule).select(
-                (pl.col("len") * pl.col("len_right")).sum()).item())
-    return total
-
-
 def closure(
     prepared: pl.DataFrame,
     new_ids: pl.Series,
@@ -98,13 +81,13 @@ def closure(
     # new records among themselves.
     scored = [score_pairs(linker_over(new_frame), spec, min_probability=floor, budget=budget,
                           charts_dir=None,
-                          upper_bound=pair_bound(new_frame, spec.blocking_rules))[0]]
+                          bounds=pair_bounds(new_frame, spec.blocking_rules)).pairs]
     if candidate_frame.height:
         scored.append(score_pairs(
             linker_over(new_frame, candidate_frame), spec, min_probability=floor,
             budget=budget, charts_dir=None,
-            upper_bound=pair_bound(new_frame, spec.blocking_rules, candidate_frame),
-        )[0])
+            bounds=pair_bounds(new_frame, spec.blocking_rules, candidate_frame),
+        ).pairs)
     scored = pl.concat(scored, how="diagonal_relaxed")
     rule_pairs = deterministic_pairs(frame).select("unique_id_l", "unique_id_r")
     new = new_ids.implode()

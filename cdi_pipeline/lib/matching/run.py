@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -64,23 +64,78 @@ def _split_key(side: str) -> list[pl.Expr]:
 # Pairs the comparison viewer is built from; larger predictions are sampled down to it.
 VIEWER_PAIRS = 100_000
 
+# Blocked pairs scored in one prediction chunk. Splink materialises a chunk's pairs with
+# both records' compared values before the threshold drops most of them: at ten million
+# records, 419 million pairs in one go filled 55 GB of spill disk. A chunk of this size
+# spills a few GB and costs one extra pass over the input per chunk.
+PAIRS_PER_CHUNK = 50_000_000
+
+
+class Scoring(NamedTuple):
+    """What `score_pairs` hands to `match`."""
+
+    pairs: pl.DataFrame
+    preflight: pl.DataFrame
+    charts: dict[str, Path]
+    comparisons: int
+
+
+def pair_bounds(
+    left: pl.DataFrame, rules: list[list[str]], right: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Pairs each blocking rule produces on its own (a pair two rules both find counts in
+    both): within `left` (each pair once), or between `left` and `right`.
+
+    A group-by per rule, seconds at ten million records, where Splink's exact count of
+    distinct pairs (every rule's pairs joined against the earlier rules') took 8 minutes.
+    """
+    counts = []
+    for rule in rules:
+        sizes = left.drop_nulls(rule).group_by(rule).len()
+        if right is None:
+            n = sizes.select((pl.col("len") * (pl.col("len") - 1) // 2).sum()).item()
+        else:
+            other = right.drop_nulls(rule).group_by(rule).len()
+            n = sizes.join(other, on=rule).select(
+                (pl.col("len") * pl.col("len_right")).sum()
+            ).item()
+        counts.append(int(n or 0))
+    return pl.DataFrame(
+        {"blocking_rule": [", ".join(r) for r in rules], "pairs": counts},
+        schema={"blocking_rule": pl.String, "pairs": pl.Int64},
+    )
+
+
+def pair_bound(
+    left: pl.DataFrame, rules: list[list[str]], right: pl.DataFrame | None = None
+) -> int:
+    """Upper bound on the distinct pairs the blocking rules produce (see `pair_bounds`)."""
+    return int(pair_bounds(left, rules, right).get_column("pairs").sum())
+
 
 def score_pairs(
     linker: Any, spec: ModelSpec, *, min_probability: float, budget: float,
-    charts_dir: Path | None, upper_bound: int | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]]:
-    """Pre-flight the comparison count, predict, and write explanation charts.
+    charts_dir: Path | None, bounds: pl.DataFrame | None = None,
+    pairs_per_chunk: int = PAIRS_PER_CHUNK,
+) -> Scoring:
+    """Pre-flight the comparison count, predict in chunks, and write explanation charts.
 
-    `upper_bound`, when the caller knows one (pairs per rule summed, overlaps counted
-    twice), settles the pre-flight if it is within the budget: the exact per-rule count
-    costs more than scoring an incremental batch. Over the budget, the exact count decides.
+    `bounds` (`pair_bounds` of the input) settles the pre-flight when their sum is within
+    the budget; over it, Splink's exact count decides. The count also sets how many chunks
+    the prediction is split into (by a hash of the left record's id); the comparisons
+    reported are the blocked pairs actually scored, counted chunk by chunk.
     """
-    if upper_bound is not None and upper_bound <= budget:
-        preflight = pl.DataFrame({"blocking_rule": ["all rules (upper bound)"],
-                                  "marginal_pairs": [upper_bound],
-                                  "cumulative_pairs": [upper_bound]})
+    if bounds is not None and int(bounds.get_column("pairs").sum()) <= budget:
+        preflight = bounds.select(
+            "blocking_rule",
+            pl.col("pairs").alias("marginal_pairs"),
+            pl.col("pairs").cum_sum().alias("cumulative_pairs"),
+            pl.lit("upper bound").alias("counted"),
+        )
     else:
-        preflight = engine.count_comparisons(linker, spec.blocking_rules)
+        preflight = engine.count_comparisons(linker, spec.blocking_rules).with_columns(
+            pl.lit("exact").alias("counted")
+        )
     total = int(preflight.get_column("cumulative_pairs").max() or 0)
     if total > budget:
         raise ComparisonBudgetExceeded(
@@ -93,30 +148,53 @@ def score_pairs(
             + "\nA rule on a field with a few very common values is the usual cause; "
             "lower matching.max_block_size or raise the budget."
         )
-    log.info("pre-flight: %s pairs from %d blocking rules", f"{total:,}", len(spec.blocking_rules))
+    chunks = max(1, -(-total // pairs_per_chunk))
+    log.info("pre-flight: %s pairs (%s) from %d blocking rules, scored in %d chunk(s)",
+             f"{total:,}", preflight.get_column("counted")[0] if preflight.height else "exact",
+             len(spec.blocking_rules), chunks)
     started = time.monotonic()
-    predicted = linker.inference.predict(threshold_match_probability=min_probability)
-    # Only the columns the tables need leave the backend: the prediction also holds every
-    # compared value and term-frequency column, several times the size at a million records.
-    columns = linker.misc.query_sql(
-        f"SELECT * FROM {predicted.physical_name} LIMIT 0"
-    ).as_pyarrow_table().column_names
-    mw = [c for c in columns if c.startswith("mw_") and not c.startswith("mw_tf_")]
-    gamma = [c for c in columns if c.startswith("gamma_")]
-    keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", *mw, *gamma]
-    pairs = engine.to_polars(
-        linker.misc.query_sql(
-            f"SELECT {', '.join(keep)} FROM {predicted.physical_name}"
-        )
-    )
-    log.info("scored %s pairs in %.1fs", f"{pairs.height:,}", time.monotonic() - started)
+    parts: list[pl.DataFrame] = []
+    comparisons = 0
     charts: dict[str, Path] = {}
-    if charts_dir is not None:
-        charts = write_prediction_charts(linker, predicted, columns, charts_dir)
+    for chunk in range(1, chunks + 1):
+        side = (chunk, chunks)
+        blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
+            left_chunk=side, right_chunk=(1, 1)
+        )
+        comparisons += int(engine.to_polars(linker.misc.query_sql(
+            f"SELECT count(*) AS n FROM {blocked.physical_name}")).get_column("n")[0])
+        # Scores the blocked pairs just computed: Splink finds them in its cache by chunk.
+        predicted = linker.inference.predict_chunk(
+            left_chunk=side, right_chunk=(1, 1), threshold_match_probability=min_probability,
+            warning_mode="auto" if chunk == 1 else "never",
+        )
+        blocked.drop_table_from_database_and_remove_from_cache()
+        # Only the columns the tables need leave the backend: the prediction also holds
+        # every compared value and term-frequency column, several times the size.
+        columns = linker.misc.query_sql(
+            f"SELECT * FROM {predicted.physical_name} LIMIT 0"
+        ).as_pyarrow_table().column_names
+        mw = [c for c in columns if c.startswith("mw_") and not c.startswith("mw_tf_")]
+        gamma = [c for c in columns if c.startswith("gamma_")]
+        keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", *mw, *gamma]
+        parts.append(engine.to_polars(
+            linker.misc.query_sql(f"SELECT {', '.join(keep)} FROM {predicted.physical_name}")
+        ))
+        if chunk == 1 and charts_dir is not None:
+            # A chunk is a hash sample of the left records: its pairs show every pattern.
+            charts = write_prediction_charts(linker, predicted, columns, charts_dir)
+        predicted.drop_table_from_database_and_remove_from_cache()
+        if chunks > 1:
+            log.info("chunk %d/%d: %s blocked pairs so far, %s kept, %.0fs", chunk, chunks,
+                     f"{comparisons:,}", f"{sum(p.height for p in parts):,}",
+                     time.monotonic() - started)
+    pairs = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
+    log.info("scored %s pairs, kept %s, in %.1fs", f"{comparisons:,}", f"{pairs.height:,}",
+             time.monotonic() - started)
     # The prediction and Splink's intermediate tables have served: dropping them hands their
     # memory back before clustering builds its own frames (at a million records, ~1 GB).
     linker.table_management.delete_tables_created_by_splink_from_db()
-    return pairs, preflight, charts
+    return Scoring(pairs, preflight, charts, comparisons)
 
 
 def write_prediction_charts(
@@ -267,7 +345,7 @@ def strongest_links(edge_conf: pl.DataFrame) -> pl.DataFrame:
 
 def match(
     frame: pl.DataFrame,
-    scoring: tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]],
+    scoring: Scoring,
     overrides: pl.DataFrame,
     previous_xref: pl.DataFrame,
     previous_map: pl.DataFrame,
@@ -282,12 +360,12 @@ def match(
     now,
 ) -> MatchOutcome:
     """Decide, cluster and assign ids for all records in `frame`, from `score_pairs`'s
-    result (scored pairs, pre-flight counts, charts).
+    result (scored pairs, pre-flight counts, charts, comparisons scored).
 
     Scoring is separate so the caller can close the Splink backend first: its tables and
     buffers are then gone before clustering builds its own frames.
     """
-    scored, preflight, charts = scoring
+    scored, preflight, charts, comparisons = scoring
     rule_pairs = deterministic_pairs(frame)
     birth_dates = (
         frame.select(UNIQUE_ID, "date_of_birth") if birth_date_conflict_blocks_link else None
@@ -418,7 +496,7 @@ def match(
     )
     stats = {
         "records": frame.height,
-        "comparisons_scored": int(preflight.get_column("cumulative_pairs").max() or 0),
+        "comparisons_scored": comparisons,
         "pairs_scored": scored.height,
         "pairs_linked": links.height,
         "deterministic_links": links.filter(pl.col("kind") == "deterministic").height,
