@@ -14,7 +14,12 @@ from cdi_pipeline.defs.enrichment.assets import build_enrichment_assets
 from cdi_pipeline.defs.golden.assets import build_golden_assets
 from cdi_pipeline.defs.golden.checks import build_golden_checks
 from cdi_pipeline.defs.governance.assets import build_governance_assets
-from cdi_pipeline.defs.jobs import build_jobs, quarterly_refresh_schedule
+from cdi_pipeline.defs.jobs import (
+    PUBLISH_REFRESH,
+    build_jobs,
+    build_publish_sensor,
+    quarterly_refresh_schedule,
+)
 from cdi_pipeline.defs.matching.assets import build_matching_assets
 from cdi_pipeline.defs.matching.checks import build_matching_checks
 from cdi_pipeline.defs.matching.incremental import build_incremental
@@ -37,6 +42,8 @@ def build_definitions(
     """Assemble the code location for one source registry and warehouse folder."""
     registry = load_registry(registry_file or settings.registry_path())
     incremental_job, incoming_sensor = build_incremental(registry)
+    jobs = build_jobs()
+    publish_job = next(j for j in jobs if j.name == PUBLISH_REFRESH)
     warehouse = WarehouseResource(
         directory=str(warehouse_dir or settings.warehouse_dir()),
         memory_limit=settings.duckdb_memory_limit(),
@@ -61,9 +68,9 @@ def build_definitions(
             *build_segment_checks(registry),
             no_direct_identifiers,
         ],
-        jobs=[*build_jobs(), incremental_job],
+        jobs=[*jobs, incremental_job],
         schedules=[quarterly_refresh_schedule],
-        sensors=[incoming_sensor],
+        sensors=[incoming_sensor, build_publish_sensor(incremental_job, publish_job)],
         resources={
             "warehouse": warehouse,
             "reference": FileReferenceResource(directory=str(settings.reference_dir())),

@@ -71,9 +71,11 @@ def test_bundled_definitions_snapshot() -> None:
     )
     assert checks == EXPECTED_CHECKS
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
-        "full_refresh", "incremental_refresh", "quarterly_refresh"
+        "full_refresh", "incremental_refresh", "publish_refresh", "quarterly_refresh"
     ]
-    assert [s.name for s in repo.sensor_defs] == ["incoming_files_sensor"]
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "incoming_files_sensor", "publish_after_incremental"
+    ]
     assert {s.name: s.cron_schedule for s in repo.schedule_defs} == {
         "quarterly_refresh_schedule": "0 3 1 1,4,7,10 *"
     }

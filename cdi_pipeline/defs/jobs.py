@@ -1,4 +1,5 @@
-"""Jobs and schedules: the end-to-end refresh and the quarterly enrichment refresh."""
+"""Jobs, schedules and sensors: the end-to-end refresh, the quarterly enrichment refresh, and
+the republishing of analyst-facing files after an incremental batch."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from cdi_pipeline.defs.enrichment.assets import (
     XREF_SNAPSHOTS,
 )
 from cdi_pipeline.defs.golden.assets import CUSTOMER_ENRICHMENT, CUSTOMER_FEATURES
+from cdi_pipeline.defs.published.assets import ANALYTICS
+from cdi_pipeline.defs.segments.assets import ACTIVATION_EXPORTS
 
 FULL_REFRESH = "full_refresh"
 QUARTERLY_REFRESH = "quarterly_refresh"
 QUARTERLY_SCHEDULE = "quarterly_refresh_schedule"
+PUBLISH_REFRESH = "publish_refresh"
+PUBLISH_SENSOR = "publish_after_incremental"
+AFTER_RUN_TAG = "cdi/after_run"
 # 03:00 on the first day of January, April, July and October.
 QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
 SCHEDULE_TIMEZONE = "Europe/Amsterdam"
@@ -55,7 +61,50 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         executor_def=dg.in_process_executor,
         tags={"cdi/job": QUARTERLY_REFRESH},
     )
-    return [full_refresh, quarterly]
+    publish = dg.define_asset_job(
+        name=PUBLISH_REFRESH,
+        selection=dg.AssetSelection.assets(ANALYTICS, ACTIVATION_EXPORTS),
+        description="Rebuild the analyst file and the activation exports from the warehouse as "
+        "it is (after an incremental batch).",
+        executor_def=dg.in_process_executor,
+        tags={"cdi/job": PUBLISH_REFRESH},
+    )
+    return [full_refresh, quarterly, publish]
+
+
+def build_publish_sensor(
+    incremental_job: dg.JobDefinition, publish_job: dg.UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    """After every successful incremental batch, republish what analysts and marketing read.
+
+    A separate run, not a step of the batch: the batch's own time stays the matching work,
+    and batches arriving in a burst share one republish (a publish run still waiting to
+    start will read the newest warehouse anyway).
+    """
+
+    @dg.run_status_sensor(
+        name=PUBLISH_SENSOR,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[incremental_job],
+        request_job=publish_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Republishes analytics.duckdb and the activation exports after each "
+        "successful incremental_refresh.",
+    )
+    def publish_after_incremental(context: dg.RunStatusSensorContext):
+        after = context.dagster_run.run_id
+        waiting = context.instance.get_runs(filters=dg.RunsFilter(
+            job_name=PUBLISH_REFRESH,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
+        ))
+        if waiting:
+            return dg.SkipReason(
+                f"publish run {waiting[0].run_id} has not started yet and will include "
+                f"incremental run {after}"
+            )
+        return dg.RunRequest(run_key=f"publish-after-{after}", tags={AFTER_RUN_TAG: after})
+
+    return publish_after_incremental
 
 
 @dg.schedule(
