@@ -265,6 +265,39 @@ def incremental_scenario(
     }), stats.get("seconds_by_phase", "(not reported)")
 
 
+def lean_baselines(warehouse: Path, truth: Path, threshold: float,
+                   full_refresh_wall: float, matching_seconds: float) -> pl.DataFrame:
+    """The lean Splink script (`bench_baseline`) on the same cleaned records, light and
+    default training, each in a child process; with full_refresh's time as a multiple."""
+    from cdi_pipeline.bench_baseline import RESULT_MARK, TRAININGS  # noqa: PLC0415
+
+    rows = []
+    for training in TRAININGS:
+        print(f"lean Splink script ({training} training) on the same records ...", flush=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "cdi_pipeline.bench_baseline", "--warehouse", str(warehouse),
+             "--truth", str(truth), "--threshold", str(threshold), "--training", training],
+            capture_output=True, text=True, check=False,
+        )
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT_MARK)]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"lean Splink script failed:\n{done.stderr[-3000:]}")
+        result = json.loads(lines[-1][len(RESULT_MARK):])
+        seconds = result["seconds"]
+        lean = seconds["train"] + seconds["predict"] + seconds["cluster"]
+        rows.append({
+            "script": f"lean Splink, {training} training",
+            "train_s": seconds["train"], "predict_s": seconds["predict"],
+            "cluster_s": seconds["cluster"], "train_predict_cluster_s": round(lean, 1),
+            "peak_rss_gib": round(result["peak_rss"] / 2**30, 2),
+            "comparisons": f"{result['comparisons']:,}",
+            "pairwise_f1": round(result["scores"]["pairwise_f1"], 4),
+            "full_refresh_x": round(full_refresh_wall / lean, 2),
+            "matching_layer_x": round(matching_seconds / lean, 2),
+        })
+    return pl.DataFrame(rows)
+
+
 def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float = 0.01) -> Path:
     """Generate, refresh, measure, score; return the results file."""
     from cdi_pipeline.definitions import build_definitions  # noqa: PLC0415 (after env set-up)
@@ -284,12 +317,16 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
           flush=True)
     with MemorySampler() as sampler:
         result, instance, wall, _ = _execute(defs, "full_refresh", sampler)
+    timings = step_timings(instance, result.run_id)
+    layers = layer_table(timings, sampler)
+    matching_seconds = float(layers.filter(pl.col("layer") == "matching")
+                             .get_column("seconds").sum())
+    baselines = lean_baselines(warehouse, registry.truth_file(),
+                               registry.matching.match_threshold, wall, matching_seconds)
     incremental = None
     if incremental_share > 0:
         incremental, phases = incremental_scenario(input_dir, work / "incremental",
                                                    incremental_share)
-    timings = step_timings(instance, result.run_id)
-    layers = layer_table(timings, sampler)
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
     try:
         records = con.sql("SELECT count(*) FROM cleaned.customer_records").fetchall()[0][0]
@@ -339,6 +376,17 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
         "resident memory while one of its steps ran (the process, not the step alone).",
         "",
         _markdown(layers),
+        "",
+        "## Against a lean Splink script",
+        "",
+        "`python -m cdi_pipeline.bench_baseline` on the same cleaned records, right after "
+        "full_refresh, each in its own process: six comparisons with library defaults, six "
+        "blocking rules, EM on birth date and email, predict, connected components at the "
+        "same threshold; no rules, overrides, guards, stable ids or downstream layers. "
+        "`full_refresh_x` is full_refresh's wall time (raw to published) over the script's "
+        "train + predict + cluster time; `matching_layer_x` the same for the matching layer.",
+        "",
+        _markdown(baselines),
         "",
         *([
             "## Incremental matching",

@@ -54,8 +54,15 @@ def test_bench_writes_its_tables_for_a_small_run(tmp_path: Path) -> None:
     path = run(persons=1200, seed=3, work=tmp_path / "work", out=tmp_path / "out",
                incremental_share=0.05)
     text = path.read_text(encoding="utf-8")
-    for heading in ("## Totals", "## Per layer", "## Incremental matching"):
+    for heading in ("## Totals", "## Per layer", "## Against a lean Splink script",
+                    "## Incremental matching"):
         assert heading in text
+    # Both lean trainings ran on the same records and scored them: a ratio and an F1 each.
+    for training in ("light", "default"):
+        row = re.search(rf"\| lean Splink, {training} training \|(.*)\|", text)
+        assert row is not None, text
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert float(cells[-3]) > 0.5 and float(cells[-2]) > 0, cells
     f1 = re.search(r"\| pairwise F1 \| (0\.\d{4}) \|", text)
     assert f1 is not None and float(f1.group(1)) > 0.8, text
     for layer in ("raw", "cleaned", "matching", "golden", "segments", "published"):
