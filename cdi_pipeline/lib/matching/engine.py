@@ -467,6 +467,18 @@ def _single_threaded(db_api: Any) -> Iterator[None]:
         con.execute(f"SET threads = {int(threads)}")
 
 
+def keep_insertion_order(linker: Any, keep: bool) -> None:
+    """Switch DuckDB's `preserve_insertion_order` on the linker's connection (no-op on Spark).
+
+    Prediction output is a set of pairs whose order nothing reads; not keeping it lets
+    DuckDB write the large per-chunk prediction tables without holding rows back in memory
+    to restore their order. Training keeps it (its samples must not depend on thread timing).
+    """
+    con = getattr(getattr(linker, "_db_api", None), "duckdb_con", None)
+    if con is not None:
+        con.execute(f"SET preserve_insertion_order = {str(keep).lower()}")
+
+
 def train(
     db_api: Any,
     frame: pl.DataFrame,

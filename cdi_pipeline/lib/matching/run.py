@@ -64,11 +64,12 @@ def _split_key(side: str) -> list[pl.Expr]:
 # Pairs the comparison viewer is built from; larger predictions are sampled down to it.
 VIEWER_PAIRS = 100_000
 
-# Blocked pairs scored in one prediction chunk. Splink materialises a chunk's pairs with
-# both records' compared values before the threshold drops most of them: at ten million
-# records, 419 million pairs in one go filled 55 GB of spill disk. A chunk of this size
-# spills a few GB and costs one extra pass over the input per chunk.
-PAIRS_PER_CHUNK = 50_000_000
+# Blocked pairs (by the pre-flight count) scored in one prediction chunk. Splink
+# materialises a chunk's pairs with both records' compared values before the threshold
+# drops most of them: at ten million records 419 million pairs in one go filled 55 GB of
+# spill disk, and chunks of 46 million ran out of DuckDB's 1.5 GB memory limit. Each chunk
+# costs one more blocking pass over the whole input.
+PAIRS_PER_CHUNK = 25_000_000
 
 
 class Scoring(NamedTuple):
@@ -156,6 +157,7 @@ def score_pairs(
     parts: list[pl.DataFrame] = []
     comparisons = 0
     charts: dict[str, Path] = {}
+    engine.keep_insertion_order(linker, False)
     for chunk in range(1, chunks + 1):
         side = (chunk, chunks)
         blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
@@ -188,6 +190,7 @@ def score_pairs(
             log.info("chunk %d/%d: %s blocked pairs so far, %s kept, %.0fs", chunk, chunks,
                      f"{comparisons:,}", f"{sum(p.height for p in parts):,}",
                      time.monotonic() - started)
+    engine.keep_insertion_order(linker, True)
     pairs = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
     log.info("scored %s pairs, kept %s, in %.1fs", f"{comparisons:,}", f"{pairs.height:,}",
              time.monotonic() - started)
