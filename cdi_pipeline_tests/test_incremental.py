@@ -62,21 +62,22 @@ def sites(tmp_path_factory):
     return base, full, reduced, incoming
 
 
-def _xref(root: Path) -> pl.DataFrame:
-    con = duckdb.connect(str(root / "warehouse" / "cdi.duckdb"), read_only=True)
+def _read(root: Path, sql: str, file: str = "cdi.duckdb") -> pl.DataFrame:
+    """One query on a site's warehouse (or analyst) file, opened read-only."""
+    con = duckdb.connect(str(root / "warehouse" / file), read_only=True)
     try:
-        return con.sql("SELECT source, source_record_id, customer_id FROM golden.customer_xref "
-                       "ORDER BY ALL").pl()
+        return con.sql(sql).pl()
     finally:
         con.close()
+
+
+def _xref(root: Path) -> pl.DataFrame:
+    return _read(root, "SELECT source, source_record_id, customer_id FROM golden.customer_xref "
+                       "ORDER BY ALL")
 
 
 def _count(root: Path, sql: str) -> int:
-    con = duckdb.connect(str(root / "warehouse" / "cdi.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).fetchall()[0][0]
-    finally:
-        con.close()
+    return _read(root, sql).item()
 
 
 def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> None:
@@ -159,19 +160,16 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
                            ("golden.customer_features", "customer_id, order_count, revenue"),
                            ("segments.customer_segments", "customer_id, lifecycle_stage")):
         sql = f"SELECT {columns} FROM {table} ORDER BY customer_id"
-        assert _frame(inc, sql).equals(_frame(rebuilt, sql)), table
+        assert _read(inc, sql).equals(_read(rebuilt, sql)), table
     assert _count(inc, "SELECT count(*) FROM cleaned.activities") == _count(
         rebuilt, "SELECT count(*) FROM cleaned.activities")
     # Analysts read the batch's customers after the republish, as after a full rebuild.
     published = _analytics(inc)
     assert not published.equals(stale)
     assert published.equals(_analytics(rebuilt))
-    con = duckdb.connect(str(inc / "warehouse" / "analytics.duckdb"), read_only=True)
-    try:
-        rfm = con.sql("SELECT customer_id, rfm_segment FROM customers ORDER BY ALL").pl()
-    finally:
-        con.close()
-    assert rfm.equals(_frame(inc, "SELECT customer_id, rfm_segment FROM "
+    rfm = _read(inc, "SELECT customer_id, rfm_segment FROM customers ORDER BY ALL",
+                "analytics.duckdb")
+    assert rfm.equals(_read(inc, "SELECT customer_id, rfm_segment FROM "
                                   "segments.customer_segments ORDER BY ALL"))
     # The identity tables stay consistent with each other after the row-level update.
     for sql in (
@@ -187,14 +185,6 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
         assert _count(inc, f"SELECT coalesce(({sql}), 0)") == 0, sql
 
 
-def _frame(root: Path, sql: str) -> pl.DataFrame:
-    con = duckdb.connect(str(root / "warehouse" / "cdi.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).pl()
-    finally:
-        con.close()
-
-
 def _analytics(root: Path) -> pl.DataFrame:
     """The analyst file's customers: hashed keys, area, lifecycle stage.
 
@@ -202,12 +192,8 @@ def _analytics(root: Path) -> pl.DataFrame:
     whole population's quantiles), so an untouched customer near a quantile edge may score
     differently in a full rebuild; the warehouse comparison above leaves them out too.
     """
-    con = duckdb.connect(str(root / "warehouse" / "analytics.duckdb"), read_only=True)
-    try:
-        return con.sql("SELECT customer_id, email_key, phone_key, postcode_area, records, "
-                       "lifecycle_stage FROM customers ORDER BY customer_id").pl()
-    finally:
-        con.close()
+    return _read(root, "SELECT customer_id, email_key, phone_key, postcode_area, records, "
+                       "lifecycle_stage FROM customers ORDER BY customer_id", "analytics.duckdb")
 
 
 def _held_back_rejects(root: Path) -> int:

@@ -387,15 +387,19 @@ def test_missing_frozen_term_frequencies_fail_clearly(first_run, tmp_path: Path)
     assert "unusable" in metadata["retrain_reason"]
 
 
+def _prepared(site):
+    """The saved model, the prepared matching input and its spec, from a built site."""
+    records = site.query("SELECT * FROM cleaned.customer_records")
+    frame = prepare_input(records.select(*RECORD_COLUMNS,
+                                         *(c for c in records.columns if c.startswith("id_"))),
+                          max_block_size=50)
+    return engine.load_current_model(site.models), frame, derive_spec(frame)
+
+
 def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_path: Path,
                                                                 monkeypatch) -> None:
     site, _ = first_run
-    model = engine.load_current_model(site.models)
-    records = site.query("SELECT * FROM cleaned.customer_records")
-    records = records.select(*RECORD_COLUMNS,
-                             *(c for c in records.columns if c.startswith("id_")))
-    frame = prepare_input(records, max_block_size=50)
-    spec = derive_spec(frame)
+    model, frame, spec = _prepared(site)
     sizes = {}
     for label, viewer_pairs in (("whole", 10**9), ("sampled", 40)):
         monkeypatch.setattr(run, "VIEWER_PAIRS", viewer_pairs)
@@ -419,12 +423,7 @@ def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_p
 
 def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
     site, _ = first_run
-    model = engine.load_current_model(site.models)
-    records = site.query("SELECT * FROM cleaned.customer_records")
-    frame = prepare_input(records.select(*RECORD_COLUMNS,
-                                         *(c for c in records.columns if c.startswith("id_"))),
-                          max_block_size=50)
-    spec = derive_spec(frame)
+    model, frame, spec = _prepared(site)
     bounds = run.pair_bounds(frame, spec.blocking_rules)
     bound = int(bounds.get_column("pairs").sum())
     with engine.open_backend(engine.BackendConfig()) as db_api:
@@ -456,12 +455,7 @@ def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
 def test_chunked_prediction_scores_the_same_pairs(first_run) -> None:
     """Split by a hash of the left record, the chunks together score every pair once."""
     site, _ = first_run
-    model = engine.load_current_model(site.models)
-    records = site.query("SELECT * FROM cleaned.customer_records")
-    frame = prepare_input(records.select(*RECORD_COLUMNS,
-                                         *(c for c in records.columns if c.startswith("id_"))),
-                          max_block_size=50)
-    spec = derive_spec(frame)
+    model, frame, spec = _prepared(site)
     bounds = run.pair_bounds(frame, spec.blocking_rules)
     results = {}
     with engine.open_backend(engine.BackendConfig()) as db_api:
