@@ -9,13 +9,15 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
 
-from cdi_pipeline.datagen import SOURCE_FILES, TRUTH_FILE, GenerationSummary, generate
+from cdi_pipeline.datagen import SOURCE_FILES, TRUTH_FILE, GenerationSummary, generate, namepool
 from cdi_pipeline.datagen import vocabulary as vocab
 from cdi_pipeline.datagen.__main__ import main
+from cdi_pipeline.datagen.persons import build_persons
 
 PERSONS = 300
 SEED = 11
@@ -327,9 +329,56 @@ def test_vocabulary_fits_windows_1252():
     for name, _, nicks in vocab.MALE_FIRST_NAMES + vocab.FEMALE_FIRST_NAMES:
         strings += [name, *nicks]
     strings += [t + " " + b for t, b, _ in vocab.SURNAMES]
+    # The full pools, composed long tail included.
+    strings += namepool.first_names().names.to_list()
+    pool = namepool.surnames()
+    strings += (pool.tv + " " + pool.base).to_list()
     for s in strings:
         s.encode("cp1252")
     assert any(not s.isascii() for s in strings)
+
+
+def test_name_pools_are_long_tailed_like_real_ones():
+    pool = namepool.surnames()
+    w = pool.weight
+    assert len(pool.base) == len(pool.tv) == len(w) > 20_000
+    assert abs(w.sum() - 1) < 1e-9 and (w > 0).all()
+    # Head first, in the vocabulary's order; the tail never outranks the rarest head name.
+    head = len(vocab.SURNAMES)
+    assert pool.base[:head].to_list() == [b for _, b, _ in vocab.SURNAMES]
+    head_w = np.array([s[2] for s in vocab.SURNAMES])
+    assert np.allclose(w[:head] / w[:head].sum(), head_w / head_w.sum())
+    assert w[head:].max() < w[:head].min() and (np.diff(w[head:]) <= 0).all()
+    # Netherlands-like: top surname ~0.5%, top 100 roughly an eighth, a quarter+ with a prefix.
+    assert 0.004 <= w.max() <= 0.006
+    assert 0.10 <= np.sort(w)[::-1][:100].sum() <= 0.16
+    assert 0.2 <= w[(pool.tv != "").to_numpy()].sum() <= 0.4
+    full = pl.select(pl.concat_str(pool.tv, pool.base)).to_series()
+    assert full.is_unique().all()
+    assert pool.base.str.contains(r"^[A-Z][a-z]+( [A-Z][a-z]+)?$").mean() > 0.9
+    # Given names: both genders keep their head (with nicknames) and gain a nickname-less tail.
+    first = namepool.first_names()
+    assert first.names.is_unique().all()
+    for code, head_names in (("M", vocab.MALE_FIRST_NAMES), ("F", vocab.FEMALE_FIRST_NAMES)):
+        block = np.flatnonzero(first.gender == code)
+        assert first.names.gather(block[: len(head_names)]).to_list() == [
+            n for n, _, _ in head_names
+        ]
+        assert len(block) > 2 * len(head_names)
+        assert (first.nick_count[block[len(head_names) :]] == 0).all()
+        share = first.weight[block] / first.weight[block].sum()
+        assert share.max() < 0.05
+
+
+def test_generated_names_are_varied():
+    # A real customer base of 3,000 has few namesakes; a 150-surname vocabulary gave a third.
+    persons = build_persons(3000, 42)
+    full = persons.select(pl.concat_str("first", "tv_b", "base_b", separator=" ")).to_series()
+    shared = full.is_duplicated().mean()
+    assert shared < 0.08, shared
+    surnames = persons.select(pl.concat_str("tv_b", "base_b", separator=" ")).to_series()
+    assert surnames.n_unique() > 1500
+    assert surnames.value_counts()["count"].max() < 0.01 * persons.height
 
 
 def test_cli(tmp_path, capsys):

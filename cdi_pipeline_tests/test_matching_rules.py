@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.evaluation import score_clusters
 from cdi_pipeline.lib.matching.rules import OverrideFileError, deterministic_pairs, read_overrides
 from cdi_pipeline.lib.matching.sanity import sanity_problems
@@ -303,3 +304,25 @@ def test_untrained_m_and_inverted_weights_are_flagged() -> None:
     problems = sanity_problems(settings, CONVERGED)
     assert len(problems) == 1 and "disagreement ('ELSE') has a positive match weight" in problems[0]
     assert f"{math.log2(0.9 / 0.2):.2f}" in problems[0]
+
+
+@pytest.mark.parametrize(("exact_m", "else_m", "expected"), [
+    (0.95, 0.05, (0.95, 0.05)),  # estimated by EM: kept
+    ("level not observed in training dataset", 1.0, (0.9, 0.1)),  # no training pair agreed
+    (1.0, 1.0, (0.9, 0.1)),  # every training pair agreed: disagreement left untrained
+])
+def test_identifier_m_that_em_could_not_estimate_gets_the_prior(exact_m, else_m,
+                                                               expected) -> None:
+    settings = _settings()
+    settings["comparisons"].append({
+        "output_column_name": "id_loyalty_number",
+        "comparison_levels": [
+            _level("id_loyalty_number_l IS NULL", None, None, null=True),
+            _level("Exact match on id_loyalty_number", exact_m, 0.0007),
+            _level("ELSE", else_m, 0.9993),
+        ],
+    })
+    engine._identifier_priors(settings)
+    levels = settings["comparisons"][-1]["comparison_levels"]
+    assert (levels[1]["m_probability"], levels[2]["m_probability"]) == pytest.approx(expected)
+    assert sanity_problems(settings, CONVERGED) == []

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from . import vocabulary as v
 from ._common import (
     blank,
     case_noise,
@@ -31,6 +30,7 @@ from ._common import (
     weighted_index,
     where,
 )
+from .namepool import first_names, surnames
 from .persons import DOB_FIRST, DOB_LAST, addresses
 
 __all__ = ["MINIMAL_SOURCE_FILES", "MINIMAL_TRUTH_FILE", "generate_minimal", "minimal_sources_yaml"]
@@ -68,15 +68,20 @@ postcode: postcode}}
 truth: truth/persons.csv
 """
 
-# The full generator's name pools: (name, weight, nicknames), flattened into index arrays.
-_FIRST_ENTRIES = v.MALE_FIRST_NAMES + v.FEMALE_FIRST_NAMES
-_FIRST_NAMES = pl.Series([e[0] for e in _FIRST_ENTRIES], dtype=pl.String)
-_FIRST_WEIGHT = np.array([e[1] for e in _FIRST_ENTRIES], dtype=np.float64)
-_NICK_COUNT = np.array([len(e[2]) for e in _FIRST_ENTRIES])
-_NICK_OFFSET = np.concatenate([[0], np.cumsum(_NICK_COUNT)[:-1]])
-_NICK_FLAT = pl.Series([n for e in _FIRST_ENTRIES for n in e[2]], dtype=pl.String)
-_SURNAMES = pl.Series([f"{t} {b}" if t else b for t, b, _ in v.SURNAMES], dtype=pl.String)
-_SN_WEIGHT = np.array([s[2] for s in v.SURNAMES], dtype=np.float64)
+# The full generator's long-tailed name pools, flattened into index arrays.
+_FN = first_names()
+_FIRST_NAMES = _FN.names
+_FIRST_WEIGHT = _FN.weight
+_NICK_COUNT = _FN.nick_count
+_NICK_OFFSET = _FN.nick_offset
+_NICK_FLAT = _FN.nick_flat
+_SN = surnames()
+_SURNAMES = pl.select(
+    pl.when(pl.lit(_SN.tv) == "")
+    .then(pl.lit(_SN.base))
+    .otherwise(pl.lit(_SN.tv) + " " + pl.lit(_SN.base))
+).to_series()
+_SN_WEIGHT = _SN.weight
 
 # How many records a person has over both sources (1, 2 or 3).
 _RECORDS_PER_PERSON = [40, 42, 18]

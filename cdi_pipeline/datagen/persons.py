@@ -23,6 +23,7 @@ from ._common import (
     weighted_index,
     where,
 )
+from .namepool import first_names, surnames
 
 # Dutch postcodes skip F I O Q U Y in the letter pair, and SA/SD/SS are never issued.
 _PC_LETTERS = "ABCDEGHJKLMNPRSTVWXZ"
@@ -30,26 +31,19 @@ PC_LETTER_PAIRS = [
     a + b for a in _PC_LETTERS for b in _PC_LETTERS if a + b not in ("SA", "SD", "SS")
 ]
 
-_FIRST = [(name, "M", w, nicks) for name, w, nicks in v.MALE_FIRST_NAMES] + [
-    (name, "F", w, nicks) for name, w, nicks in v.FEMALE_FIRST_NAMES
-]
-FIRST_NAMES = [f[0] for f in _FIRST]
-_FIRST_GENDER = np.array([f[1] for f in _FIRST])
-_FIRST_WEIGHT = np.array([f[2] for f in _FIRST], dtype=np.float64)
-_NICK_COUNT = np.array([len(f[3]) for f in _FIRST])
-_NICK_OFFSET = np.concatenate([[0], np.cumsum(_NICK_COUNT)[:-1]])
-_NICK_FLAT = [n for f in _FIRST for n in f[3]] or [""]
+# Long-tailed name pools (head = the vocabulary's lists, then a composed/rarer tail).
+_FN = first_names()
+FIRST_NAMES = _FN.names
+_FIRST_GENDER = _FN.gender
+_FIRST_WEIGHT = _FN.weight
+_NICK_COUNT = _FN.nick_count
+_NICK_OFFSET = _FN.nick_offset
+_NICK_FLAT = _FN.nick_flat
 
-_TV = [s[0] for s in v.SURNAMES]
-_BASE = [s[1] for s in v.SURNAMES]
-_SN_WEIGHT = np.array([s[2] for s in v.SURNAMES], dtype=np.float64)
-_HAS_TV = np.array([bool(t) for t in _TV])
-# Rescale so that about 40% of people carry a tussenvoegsel, whatever the list looks like.
-_SN_WEIGHT = np.where(
-    _HAS_TV,
-    0.4 * _SN_WEIGHT / _SN_WEIGHT[_HAS_TV].sum(),
-    0.6 * _SN_WEIGHT / _SN_WEIGHT[~_HAS_TV].sum(),
-)
+_SN = surnames()
+_TV = _SN.tv
+_BASE = _SN.base
+_SN_WEIGHT = _SN.weight
 
 DOB_FIRST = (np.datetime64("1935-01-01") - np.datetime64(EPOCH)).astype(int)
 DOB_LAST = (np.datetime64("2006-12-31") - np.datetime64(EPOCH)).astype(int)
@@ -157,13 +151,13 @@ def _first_block(g: str) -> np.ndarray:
     return np.flatnonzero(g == _FIRST_GENDER)
 
 
-def _ascii_lower(values: list[str]) -> pl.Series:
-    return strip_accents(pl.Series(values)).str.to_lowercase().str.replace_all(r"[^a-z]", "")
+def _ascii_lower(values: pl.Series) -> pl.Series:
+    return strip_accents(values).str.to_lowercase().str.replace_all(r"[^a-z]", "")
 
 
 # E-mail building blocks per vocabulary entry, cleaned once instead of per person.
 _FIRST_MAIL = _ascii_lower(FIRST_NAMES)
-_SN_FULL_MAIL = _ascii_lower([t + b for t, b in zip(_TV, _BASE, strict=True)])
+_SN_FULL_MAIL = _ascii_lower(_TV + _BASE)
 _SN_BASE_MAIL = _ascii_lower(_BASE)
 
 
@@ -243,9 +237,14 @@ def build_persons(n: int, seed: int) -> pl.DataFrame:
     sn = weighted_index(rng, n, _SN_WEIGHT)
     dob = rng.integers(DOB_FIRST, DOB_LAST + 1, size=n)
 
-    # Namesakes: distinct people (elsewhere, other birthday) with the very same name.
+    # Namesakes: distinct people (elsewhere, other birthday) with the very same name. Real
+    # namesakes carry common names (two unrelated Hofstravelds are rare), so the name is
+    # copied from a person with a surname of the common head of the list.
     namesake = mask(rng, n, 0.02) & ~joiner
-    src = rng.integers(0, n, size=n)
+    donors = np.flatnonzero(sn < len(v.SURNAMES))
+    if donors.size == 0:
+        donors = np.arange(n)
+    src = donors[rng.integers(0, donors.size, size=n)]
     gender = np.where(namesake, gender[src], gender)
     fn = np.where(namesake, fn[src], fn)
     sn = np.where(namesake, sn[src], sn)
@@ -264,17 +263,16 @@ def build_persons(n: int, seed: int) -> pl.DataFrame:
     dob = np.where(twin, dob[root], dob)
     fn = np.where(joiner, _fix_same_first_name(fn, fn[root]), fn)
 
-    names = pl.Series(FIRST_NAMES)
-    first = names.gather(fn)
+    first = FIRST_NAMES.gather(fn)
     nick_pick = _NICK_OFFSET[fn] + np.floor(rng.random(n) * np.maximum(_NICK_COUNT[fn], 1))
     nick = where(
         _NICK_COUNT[fn] > 0,
-        pl.Series(_NICK_FLAT).gather(np.minimum(nick_pick, len(_NICK_FLAT) - 1).astype(np.int64)),
+        _NICK_FLAT.gather(np.minimum(nick_pick, len(_NICK_FLAT) - 1).astype(np.int64)),
         None,
     )
     initial2 = where(mask(rng, n, 0.5), choose(rng, n, list("JPMCAHWEGTLR")), None)
 
-    tvs, bases = pl.Series(_TV), pl.Series(_BASE)
+    tvs, bases = _TV, _BASE
     tv_b, base_b = tvs.gather(sn), bases.gather(sn)
     tv_m, base_m = tvs.gather(sn_married), bases.gather(sn_married)
     maiden_full = pl.select(

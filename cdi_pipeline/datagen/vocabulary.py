@@ -542,3 +542,144 @@ SQL_JUNK_NAMES: list[str] = [
     "1' OR '1'='1",
 ]
 INVALID_PHONES: list[str] = ["12345", "0000000000", "n.v.t.", "onbekend"]
+
+# --- Long tail -------------------------------------------------------------------------------
+# The lists above are the head of the name distribution: the few names that many people share.
+# Real populations have a long tail (the Netherlands has over 300,000 surnames; the top 100
+# cover only about an eighth of the people), so ``namepool`` adds less common given names and
+# composes synthetic Dutch-looking surnames from the morphemes below. None is a real person.
+
+# Less common given names (no nicknames), by gender; names already in the head are skipped.
+MALE_FIRST_NAMES_TAIL: list[str] = [
+    "Aart", "Adriaan", "Albert", "Alwin", "Andries", "Arend", "Arjan", "Arjen", "Arno",
+    "Arnold", "Arthur", "Bastiaan", "Ben", "Benjamin", "Berend", "Bernard", "Bert", "Björn",
+    "Boris", "Bouke", "Casper", "Cees", "Coen", "Constantijn", "Daniël", "David", "Diederik",
+    "Dion", "Douwe", "Edwin", "Eelco", "Egbert", "Elias", "Emiel", "Erwin", "Evert", "Ewout",
+    "Fabian", "Felix", "Ferdinand", "Floris", "Folkert", "Gerben", "Gerrit", "Guus", "Harm",
+    "Harold", "Hein", "Herman", "Hidde", "Hugo", "Huub", "Ids", "Ivo", "Jacob", "Jasper",
+    "Jelle", "Jelmer", "Jens", "Jesse", "Job", "Joost", "Joris", "Jorrit", "Jules", "Julian",
+    "Justin", "Karel", "Koen", "Lars", "Laurens", "Leendert", "Lennart", "Leon", "Lodewijk",
+    "Luc", "Marcel", "Marco", "Marius", "Martijn", "Max", "Melle", "Menno", "Milan", "Mats",
+    "Nick", "Olivier", "Oscar", "Otto", "Pascal", "Patrick", "Paul", "Pepijn", "Quinten",
+    "Ralph", "Ramon", "Reinier", "Remco", "René", "Rens", "Roel", "Roelof", "Ronald", "Roy",
+    "Ruud", "Siem", "Sietse", "Simon", "Stijn", "Sven", "Teun", "Tijmen", "Tobias", "Vincent",
+    "Wessel", "Wiebe", "Wilco", "Yannick", "Yorick", "Youri", "Zeger", "Hamza", "Bilal",
+    "Ibrahim", "Omar", "Karim", "Hassan", "Rachid", "Samir", "Tarik", "Murat", "Hakan", "Burak",
+    "Kerem", "Arjun", "Vikram", "Rohan", "Anil", "Sanjay", "Chen", "Jun", "Hao", "Minh", "Duc",
+    "Tomasz", "Piotr", "Krzysztof", "Marek", "Andrzej", "Pavel", "Dmitri", "Sergei", "Diego",
+    "Carlos", "Miguel", "Luis", "Pablo", "Giovanni", "Luca", "Matteo", "Kwame", "Kwasi",
+    "Emmanuel", "Samuel", "Jayden", "Dex", "Mees", "Gerolf", "Hielke", "Tjerk", "Wybren",
+    "Anco", "Bernd", "Dolf", "Ferry", "Gido", "Harry", "Ingmar", "Jochem", "Kay", "Leonard",
+    "Maurits", "Nout", "Okke", "Pim", "Rolf", "Sybrand", "Thom", "Ugo", "Vito", "Wolter",
+]
+
+FEMALE_FIRST_NAMES_TAIL: list[str] = [
+    "Aafke", "Aaltje", "Agnes", "Aleida", "Alida", "Amber", "Amy", "Angela", "Anita", "Anke",
+    "Annemarie", "Annelies", "Antje", "Astrid", "Barbara", "Bea", "Bernadette", "Bianca",
+    "Bregje", "Brenda", "Carla", "Carolien", "Caroline", "Charlotte", "Chantal", "Claudia",
+    "Daphne", "Debora", "Demi", "Diana", "Dina", "Dorien", "Dorothea", "Eline", "Elise",
+    "Ella", "Ellen", "Elly", "Elske", "Emily", "Esmée", "Evelien", "Fenna", "Fenne", "Floor",
+    "Frédérique", "Gerdien", "Grietje", "Hanneke", "Hester", "Hilde", "Ilse", "Irene", "Isa",
+    "Isabel", "Ivy", "Jacqueline", "Janneke", "Jantine", "Jasmijn", "Jenny", "Jet", "Jolanda",
+    "Josephine", "Judith", "Julie", "Karin", "Karlijn", "Katja", "Kirsten", "Lara", "Laura",
+    "Lieke", "Lina", "Lisanne", "Loes", "Lois", "Lonneke", "Luna", "Madelief", "Manon",
+    "Margot", "Marian", "Marijke", "Marloes", "Martine", "Maud", "Meike", "Melanie", "Merel",
+    "Mila", "Milou", "Miranda", "Mirjam", "Nadia", "Naomi", "Natasja", "Nienke", "Nina",
+    "Nora", "Paulien", "Pien", "Quirine", "Rachel", "Renate", "Rianne", "Rosa", "Roos",
+    "Sabine", "Sara", "Selma", "Sietske", "Simone", "Sofie", "Stephanie", "Suzanne", "Sylvia",
+    "Tamara", "Tanja", "Thea", "Trijntje", "Vera", "Veerle", "Wendy", "Willemijn", "Wilma",
+    "Yara", "Ymke", "Zara", "Amina", "Khadija", "Salma", "Samira", "Latifa", "Hatice", "Emine",
+    "Merve", "Esra", "Ananya", "Anjali", "Sunita", "Lin", "Xiu", "Hoa", "Linh", "Katarzyna",
+    "Magdalena", "Joanna", "Natalia", "Irina", "Svetlana", "Ana", "Sofía", "Carmen",
+    "Isabella", "Giulia", "Francesca", "Ama", "Abena", "Grace", "Afke", "Baukje", "Dieuwke",
+    "Froukje", "Geeske", "Hiske", "Jikke", "Lieuwkje", "Marrit", "Rinske", "Tjitske", "Wietske",
+]
+
+# Surname morphemes. Roots start a name ("Hof" + "stra"), SURNAME_ELEMENTS end a compound
+# ("Ooster" + "hof", "Brink" + "veld"); a root may not be followed by an element it ends with.
+SURNAME_ROOTS: list[str] = [
+    "Hof", "Veld", "Brink", "Kamp", "Berg", "Mol", "Wit", "Smeet", "Dijk", "Beek", "Bos",
+    "Broek", "Horst", "Hout", "Laar", "Meer", "Veen", "Wal", "Zand", "Haar", "Heuvel", "Linde",
+    "Hoek", "Dam", "Donk", "Wijk", "Burg", "Stein", "Brug", "Sluis", "Weide", "Akker", "Heide",
+    "Hulst", "Eik", "Beuk", "Riet", "Hooi", "Koren", "Rog", "Haver", "Vlas", "Hop", "Kool",
+    "Roos", "Bloem", "Blom", "Groen", "Rood", "Zwart", "Grijs", "Bruin", "Vos", "Wolf", "Haan",
+    "Kraai", "Valk", "Arend", "Zwaan", "Gans", "Vink", "Mees", "Ram", "Bok", "Kalf", "Lam",
+    "Snoek", "Baars", "Kuip", "Smid", "Steen", "Klei", "Leem", "Turf", "Hei", "Zee", "Strand",
+    "Duin", "Oever", "Kolk", "Plas", "Vliet", "Stroom", "Kerk", "Klooster", "Kapel", "Molen",
+    "Schuur", "Stal", "Hek", "Poort", "Toren", "Slot", "Gaard", "Tuin", "Boom", "Stam", "Tak",
+    "Ploeg", "Hamer", "Nagel", "Kist", "Pot", "Ketel", "Klok", "Water", "Wind", "Zon", "Ster",
+    "Vorst", "Prins", "Heer", "Raad", "Bussel", "Hamel", "Wessel", "Essel", "Holt", "Lok",
+    "Ruit", "Span", "Harte", "Hooge", "Knol", "Mink", "Nijen", "Post", "Rijs", "Schol",
+    "Venne", "Loo", "Hul", "Kroon", "Lucht", "Mos", "Peel", "Rade", "Rot", "Sande", "Tol",
+]
+
+# Endings that make a root into a surname on their own: Hofstra, Veldman, Brinkhuis, Smeets.
+SURNAME_SUFFIXES: list[str] = [
+    "stra", "sma", "ma", "ink", "ing", "inga", "man", "mans", "huis", "huizen", "kamp",
+    "kamps", "veld", "velde", "er", "ers", "s", "sen", "ens", "en", "hof", "horst", "beek",
+    "berg", "bergen", "dijk", "broek", "bos", "meijer", "link", "kes", "stede", "stee", "hoven",
+    "wijk", "land", "werf", "boer", "tjes", "ert",
+]
+
+# First halves of toponymic compounds: Oosterhof, Nieuwenhuis, Vossenberg, Verhoef.
+SURNAME_PREFIXES: list[str] = [
+    "Ooster", "Wester", "Noorder", "Zuider", "Groene", "Hoge", "Nieuwen", "Olde", "Klein",
+    "Groot", "Lange", "Brede", "Middel", "Achter", "Boven", "Neder", "Over", "Heide", "Zand",
+    "Molen", "Kerk", "Berken", "Eiken", "Linden", "Beuken", "Wilgen", "Elzen", "Vossen",
+    "Wolven", "Hazen", "Kraaien", "Ganzen", "Zwanen", "Stenen", "Houten", "Diepen", "Scheve",
+    "Ronde", "Witte", "Zwarte", "Rode", "Ver", "Nij", "Op", "Uiten", "Ouden", "Hulsen",
+    "Meulen", "Haren", "Bronk",
+]
+
+# Second halves of compounds (lower case): place words.
+SURNAME_ELEMENTS: list[str] = [
+    "hof", "veld", "brink", "kamp", "berg", "dijk", "beek", "bos", "broek", "horst", "hout",
+    "laar", "loo", "meer", "veen", "wal", "weg", "huis", "hoek", "dam", "donk", "wijk", "burg",
+    "stein", "brug", "gracht", "sluis", "weide", "akker", "heide", "hulst", "weerd", "waard",
+    "werf", "land", "rade", "rode", "lo", "wold", "woude", "holt", "hem", "sloot", "vaart",
+    "haven", "poel", "stede", "gaard", "ven", "vliet", "kerk", "bergen", "dorp", "zand",
+    "duin", "heuvel", "molen", "hoeve", "hoven", "schoten",
+]
+
+# Given-name stems for patronymic surnames (Gerritsen, Jacobs, Willemse, Teunissen).
+PATRONYM_STEMS: list[str] = [
+    "Gerrit", "Jacob", "Hendrik", "Jan", "Pieter", "Klaas", "Dirk", "Willem", "Evert", "Harm",
+    "Arend", "Teunis", "Aart", "Gijsbert", "Lambert", "Huibert", "Wouter", "Reinder", "Roelof",
+    "Lubbert", "Albert", "Egbert", "Herman", "Thijs", "Maarten", "Steven", "Claas", "Adriaan",
+    "Michiel", "Joost", "Frans", "Peter", "Geurt", "Wijnand", "Sijbrand", "Tijs", "Gijs",
+    "Wessel", "Hannes", "Barend", "Koen", "Rutger", "Bart", "Bram", "Melis", "Jelis", "Marten",
+]
+PATRONYM_SUFFIXES: list[str] = ["s", "sen", "se", "zen", "ink", "ing"]
+
+# Frisian given-name stems: Sikkema, Wiebenga, Hiddinga, Douwstra.
+FRISIAN_STEMS: list[str] = [
+    "Sikke", "Hidde", "Wiebe", "Douwe", "Jelle", "Tjeerd", "Sjoerd", "Hessel", "Haije", "Rinse",
+    "Wopke", "Feike", "Gerben", "Hylke", "Jouke", "Oene", "Sybren", "Tjalling", "Wiert", "Ype",
+    "Auke", "Bauke", "Durk", "Eelke", "Folkert", "Gosse", "Harmen", "Idse", "Lolke", "Minne",
+    "Pier", "Rients", "Sape", "Tiede", "Wybe", "Atse", "Lieuwe", "Jetse", "Bouwe", "Epke",
+]
+FRISIAN_SUFFIXES: list[str] = ["ma", "sma", "stra", "inga", "enga", "ema", "ga"]
+
+# Occupations and descriptions, alone, with -s, or after "de": Molenaar, Kuipers, de Kat.
+SURNAME_OCCUPATIONS: list[str] = [
+    "Molenaar", "Kuiper", "Snijder", "Wever", "Schipper", "Smid", "Timmerman", "Slager",
+    "Brouwer", "Bakker", "Visser", "Kramer", "Jager", "Herder", "Scheper", "Verver", "Schilder",
+    "Koster", "Bleeker", "Wagenaar", "Tichelaar", "Ketelaar", "Voerman", "Zeeman", "Veerman",
+    "Tolman", "Knecht", "Hoedemaker", "Kistemaker", "Smeder", "Bouwer", "Metselaar", "Decker",
+    "Mulder", "Boer", "Koopman", "Winkelman", "Reiger", "Valkenier", "Wachter",
+]
+SURNAME_DESCRIPTIONS: list[str] = [
+    "Bruin", "Wit", "Zwart", "Rooij", "Groot", "Klein", "Lange", "Korte", "Jonge", "Oude",
+    "Graaf", "Rijk", "Wilde", "Goede", "Haas", "Kraai", "Valk", "Zwaan", "Bok", "Ram", "Mol",
+    "Wolf", "Kat", "Beer", "Bie", "Hoop", "Raaf", "Kreek", "Meester", "Smet", "Munck", "Wind",
+]
+
+# Tussenvoegsels put before a place word or compound (van der Hoek, ter Molenhorst), weighted.
+TAIL_TUSSENVOEGSELS: list[tuple[str, float]] = [
+    ("van", 55),
+    ("van de", 10),
+    ("van der", 10),
+    ("van den", 10),
+    ("ter", 8),
+    ("ten", 7),
+]

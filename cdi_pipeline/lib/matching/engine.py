@@ -536,16 +536,24 @@ IDENTIFIER_PRIOR_M = 0.9
 
 
 def _identifier_priors(settings: dict[str, Any]) -> None:
-    """Give identifier comparisons EM could not observe a documented prior m, in place."""
+    """Give identifier comparisons EM could not estimate a documented prior m, in place.
+
+    Either no training pair carried the identifier on both sides (no m at all), or every
+    one that did agreed: EM then leaves the disagreement level untrained, at a value that
+    does not sum to 1 with the agreement level (seen: m 1.0 and 1.0, so disagreeing counted
+    as slight evidence for a match and the sanity check rejected the model).
+    """
     for comparison in settings["comparisons"]:
         name = comparison["output_column_name"]
         if not name.startswith(IDENTIFIER_PREFIX):
             continue
         levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
-        if isinstance(levels[0].get("m_probability"), int | float):
+        ms = [lv.get("m_probability") for lv in levels]
+        if all(isinstance(m, int | float) for m in ms) and abs(sum(ms) - 1) < 1e-6:
             continue
-        log.warning("%s: never agreed in EM training pairs; using prior m=%.2f",
-                    name, IDENTIFIER_PRIOR_M)
+        log.warning("%s: EM could not estimate m (training pairs: %s); using prior m=%.2f",
+                    name, "none agreed" if not isinstance(ms[0], int | float)
+                    else "none disagreed", IDENTIFIER_PRIOR_M)
         levels[0]["m_probability"] = IDENTIFIER_PRIOR_M
         levels[-1]["m_probability"] = 1 - IDENTIFIER_PRIOR_M
 
