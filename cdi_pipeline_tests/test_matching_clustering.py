@@ -218,3 +218,56 @@ def test_a_component_far_too_large_stops_before_anything_is_assigned() -> None:
     links = _links([(a, b, 0.99, "model") for a, b in zip(ids, ids[1:], strict=False)])
     with pytest.raises(ComponentTooLarge, match="chain 50 records"):
         cluster(pl.Series(ids), links, _edges([]), max_component_size=20)
+
+
+def _names(rows: dict[str, tuple[str | None, str | None, bool]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(k, *v) for k, v in rows.items()],
+        schema={"unique_id": pl.String, "first_name_key": pl.String,
+                "first_name_canonical": pl.String, "first_name_typo": pl.Boolean},
+        orient="row",
+    )
+
+
+def test_clearly_different_given_names_split_a_household_chain() -> None:
+    # Guus and Arnold share surname, address and a household email: the links chain them
+    # through a record without a given name. The strongest links decide who it joins.
+    links = _links([("a", "n", 0.99, "model"), ("n", "b", 0.95, "model"),
+                    ("a", "b", 0.92, "model")])
+    nodes = pl.Series(["a", "b", "n"])
+    names = _names({"a": ("guus", "guus", False), "b": ("arnold", "arnold", False),
+                    "n": (None, None, None)})
+    assignment, _ = cluster(nodes, links, _edges([]), names)
+    assert _groups(assignment) == {frozenset("an"), frozenset("b")}
+
+
+def test_nicknames_typos_and_misspellings_are_no_given_name_conflict() -> None:
+    from cdi_pipeline.lib.matching.clustering import given_names_conflict
+
+    pairs = pl.DataFrame(
+        [
+            ("kees", "cornelis", "cornelis", "cornelis", False, False, False),  # nickname
+            ("emre", "dmre", "emre", "dmre", False, False, False),  # first letter typed wrong
+            ("liam", "iliam", "liam", "iliam", False, False, False),  # letter added
+            ("rpiya", "priya", "rpiya", "priya", False, False, False),  # swapped
+            ("kees", "cornlis", "cornelis", "cornlis", False, True, False),  # misspelt
+            ("j", "pieter", "j", "pieter", False, False, False),  # an initial
+            ("cor", "cornelia", "cor", "cornelia", False, False, False),  # same initial
+            ("guus", "arnold", "guus", "arnold", False, False, True),
+        ],
+        schema=["a", "b", "ca", "cb", "ta", "tb", "expected"], orient="row",
+    )
+    got = pairs.select(given_names_conflict(
+        pl.col("a"), pl.col("b"), pl.col("ca"), pl.col("cb"), pl.col("ta"), pl.col("tb")
+    )).to_series()
+    assert got.to_list() == pairs.get_column("expected").to_list()
+
+
+def test_misspelt_values_are_one_edit_from_a_much_more_common_value() -> None:
+    from cdi_pipeline.lib.matching.spec import misspelt_values
+
+    frame = pl.DataFrame(
+        {"first_name_key": ["cornelis"] * 6 + ["cornlis", "cornleis", "kees", "anna", "anne"]}
+    )
+    # "anna" and "anne" are one edit apart but equally common: both stay names.
+    assert set(misspelt_values(frame, "first_name_key").to_list()) == {"cornlis", "cornleis"}

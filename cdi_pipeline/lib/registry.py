@@ -274,6 +274,13 @@ class MatchingConfig(_Strict):
         "not one digit) are never linked: a family sharing address and phone otherwise "
         "looks like one person.",
     )
+    given_name_conflict_blocks_link: bool = Field(
+        True,
+        description="Two records with clearly different given names (different first letters, "
+        "not nicknames of one another by the nickname table, not a typo apart, neither a "
+        "likely misspelling) never end up in one customer: household members share surname, "
+        "address, landline and often an email.",
+    )
     seed: int = Field(42, description="Seed for u sampling, so training is reproducible.")
     u_max_pairs: float = Field(2e6, gt=0, description="Random pairs sampled to estimate u.")
     em_max_pairs: float = Field(2e6, gt=0, description="Cap on blocked pairs per EM session.")

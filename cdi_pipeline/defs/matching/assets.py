@@ -298,6 +298,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             frame, scoring, overrides, previous_xref, previous_map,
             threshold=cfg.match_threshold, review_band=cfg.review_band,
             birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
+            given_name_conflict_blocks_link=cfg.given_name_conflict_blocks_link,
             attach_min_probability=cfg.attach_min_probability,
             # Far beyond the size check's limit: stop before ids are assigned from it.
             max_component_size=10 * cfg.max_cluster_size,

@@ -121,19 +121,89 @@ def birth_dates_conflict(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return (far & (digits_apart > 1) & ~swapped).fill_null(False)
 
 
+def given_names_conflict(
+    a: pl.Expr, b: pl.Expr, a_canonical: pl.Expr, b_canonical: pl.Expr,
+    a_typo: pl.Expr | None = None, b_typo: pl.Expr | None = None,
+) -> pl.Expr:
+    """True when two given names are clearly two different names.
+
+    "Clearly": both written out (two letters or more, not an initial), neither a likely
+    misspelling of a more common name (`a_typo`, `b_typo`: "cornlis" is no evidence
+    against "kees"), starting with different letters, not one name by the nickname table
+    (equal canonical forms), and not one typo apart. With the first letters different, a
+    single typo must be at the first letter: replaced, dropped, added, or swapped with the
+    second. Null on either side is no conflict. Names sharing a first letter never conflict
+    here: short forms (Cor and Cornelia, Alex and Alexandra) and nicknames the table lacks
+    mostly keep the initial.
+
+    Household members share surname, address, landline and often an email: evidence the
+    model counts as independent, so two of them can outscore the threshold on those alone.
+    Their given names are what tells them apart.
+    """
+    written = (a.str.len_chars() >= 2) & (b.str.len_chars() >= 2)
+    if a_typo is not None and b_typo is not None:
+        written = written & ~a_typo.fill_null(False) & ~b_typo.fill_null(False)
+    typo = (
+        (a.str.slice(1) == b.str.slice(1))
+        | (a.str.slice(1) == b)
+        | (b.str.slice(1) == a)
+        | (
+            (a.str.slice(0, 1) == b.str.slice(1, 1))
+            & (a.str.slice(1, 1) == b.str.slice(0, 1))
+            & (a.str.slice(2) == b.str.slice(2))
+        )
+    )
+    nickname = (a_canonical == b_canonical).fill_null(False)
+    return (
+        written & (a.str.slice(0, 1) != b.str.slice(0, 1)) & ~nickname & ~typo
+    ).fill_null(False)
+
+
+# Columns of a record that tell two people apart when two records disagree on them.
+CONFLICT_COLUMNS = ("date_of_birth", "first_name_key", "first_name_canonical", "first_name_typo")
+
+
+def records_conflict(columns: list[str] | tuple[str, ...], suffix: str) -> pl.Expr:
+    """True when a row's record (columns) and other record (columns + suffix) are two
+    people: birth dates further apart than a typo, or clearly different given names (each
+    checked only when its columns are present)."""
+    checks = []
+    if "date_of_birth" in columns:
+        checks.append(birth_dates_conflict(pl.col("date_of_birth"),
+                                           pl.col(f"date_of_birth{suffix}")))
+    if "first_name_key" in columns and "first_name_canonical" in columns:
+        typo = "first_name_typo" in columns
+        checks.append(given_names_conflict(
+            pl.col("first_name_key"), pl.col(f"first_name_key{suffix}"),
+            pl.col("first_name_canonical"), pl.col(f"first_name_canonical{suffix}"),
+            pl.col("first_name_typo") if typo else None,
+            pl.col(f"first_name_typo{suffix}") if typo else None,
+        ))
+    return pl.any_horizontal(checks) if checks else pl.lit(False)
+
+
+def _conflict_fields(fields: pl.DataFrame) -> list[str]:
+    return [c for c in CONFLICT_COLUMNS if c in fields.columns]
+
+
 def birth_date_conflicts(assignment: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
-    """Pairs inside one component whose birth dates differ by more than a typo.
+    """Pairs inside one component whose records are two people (see `records_conflict`).
 
     A chain A-B-C can join A and C although nobody compared them; if their birth dates
-    disagree they are different people, and the pair becomes a cannot-link.
+    disagree, or their given names clearly do, they are different people, and the pair
+    becomes a cannot-link. `birth_dates` holds unique_id and any of CONFLICT_COLUMNS.
     """
+    cols = _conflict_fields(birth_dates)
     members = assignment.select(NODE, "cluster_key").join(
-        birth_dates.select(NODE, pl.col("date_of_birth").alias("dob")).drop_nulls(), on=NODE
+        birth_dates.select(NODE, *cols).filter(pl.any_horizontal(
+            pl.col(c).is_not_null() for c in cols if c in ("date_of_birth", "first_name_key")
+        )),
+        on=NODE,
     ).filter(pl.len().over("cluster_key") > 1)
     pairs = members.join(members, on="cluster_key", suffix="_r").filter(
         pl.col(NODE) < pl.col(f"{NODE}_r")
     )
-    return pairs.filter(birth_dates_conflict(pl.col("dob"), pl.col("dob_r"))).select(
+    return pairs.filter(records_conflict(cols, "_r")).select(
         pl.col(NODE).alias("unique_id_l"), pl.col(f"{NODE}_r").alias("unique_id_r")
     )
 
@@ -271,14 +341,15 @@ def attach_singletons(
                                  how="anti")
     if birth_dates is not None:
         # A birth date that conflicts with any member of the target cluster rules it out.
-        dob = birth_dates.select(NODE, pl.col("date_of_birth").alias("dob"))
+        cols = _conflict_fields(birth_dates)
+        fields = birth_dates.select(NODE, *cols)
         clash = (
             candidates.select(NODE, "cluster_key").unique()
-            .join(dob, on=NODE)
+            .join(fields, on=NODE)
             .join(assignment.select(pl.col(NODE).alias("member"), "cluster_key"),
                   on="cluster_key")
-            .join(dob.rename({NODE: "member", "dob": "dob_m"}), on="member")
-            .filter(birth_dates_conflict(pl.col("dob"), pl.col("dob_m")))
+            .join(fields.rename({NODE: "member"}), on="member", suffix="_m")
+            .filter(records_conflict(cols, "_m"))
             .select(NODE, "cluster_key").unique()
         )
         candidates = candidates.join(clash, on=[NODE, "cluster_key"], how="anti")
@@ -312,12 +383,13 @@ def attach_singletons(
         on=[NODE, "o"], how="semi",
     )
     if birth_dates is not None:
-        dob = birth_dates.select(NODE, pl.col("date_of_birth").alias("dob"))
+        cols = _conflict_fields(birth_dates)
+        fields = birth_dates.select(NODE, *cols)
         apart = pl.concat([
             apart,
-            pairs_into_same.join(dob, on=NODE)
-            .join(dob.rename({NODE: "o", "dob": "dob_o"}), on="o")
-            .filter(birth_dates_conflict(pl.col("dob"), pl.col("dob_o")))
+            pairs_into_same.join(fields, on=NODE)
+            .join(fields.rename({NODE: "o"}), on="o", suffix="_o")
+            .filter(records_conflict(cols, "_o"))
             .select(NODE, "cluster_key", "o"),
         ])
     excluded = pl.concat([apart.select(NODE), apart.select(pl.col("o").alias(NODE))]).unique()

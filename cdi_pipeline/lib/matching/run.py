@@ -356,6 +356,7 @@ def match(
     threshold: float,
     review_band: tuple[float, float],
     birth_date_conflict_blocks_link: bool = True,
+    given_name_conflict_blocks_link: bool = True,
     attach_min_probability: float | None = None,
     max_component_size: int | None = None,
     run_id: str,
@@ -370,13 +371,18 @@ def match(
     """
     scored, preflight, charts, comparisons = scoring
     rule_pairs = deterministic_pairs(frame)
-    birth_dates = (
-        frame.select(UNIQUE_ID, "date_of_birth") if birth_date_conflict_blocks_link else None
-    )
+    # What keeps two records of one component apart (clustering.records_conflict).
+    apart_by = [
+        *(["date_of_birth"] if birth_date_conflict_blocks_link else []),
+        *(["first_name_key", "first_name_canonical", "first_name_typo"]
+          if given_name_conflict_blocks_link else []),
+    ]
+    birth_dates = frame.select(UNIQUE_ID, *apart_by) if apart_by else None
     pairs, links, cannot = build_links(
         scored, rule_pairs, overrides, threshold,
         birth_date_conflicts=(
-            birth_date_conflict_pairs(scored, frame) if birth_dates is not None else None
+            birth_date_conflict_pairs(scored, frame) if birth_date_conflict_blocks_link
+            else None
         ),
     )
     assignment, unresolved = cluster(

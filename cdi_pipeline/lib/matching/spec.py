@@ -33,6 +33,7 @@ MATCH_INPUT_COLUMNS = (
     "source_record_id",
     "first_name_key",
     "first_name_canonical",
+    "first_name_typo",
     "first_initial",
     "last_name_key",
     "surname_block",
@@ -222,6 +223,42 @@ def without_frequent(frame: pl.DataFrame, column: str, more_than: int) -> pl.Exp
     return pl.when(pl.col(column).is_in(frequent).not_()).then(pl.col(column))
 
 
+# A given name one edit away from a name at least this many times as common in the input is
+# taken for a misspelling of it.
+TYPO_FREQUENCY_RATIO = 3
+
+
+def misspelt_values(frame: pl.DataFrame, column: str,
+                    ratio: float = TYPO_FREQUENCY_RATIO) -> pl.Series:
+    """The values of `column` that look like misspellings of a more common value.
+
+    A value is one edit (a letter replaced, dropped, added, or two neighbours swapped) from
+    a value held by at least `ratio` times as many rows: "cornlis" next to "cornelis",
+    "priua" next to "priya". Found set-wise on the distinct values (symmetric deletion: two
+    values one edit apart share a key made by deleting at most one letter of each), so the
+    cost grows with the number of distinct names, not of records. A rare real name next to
+    a common one ("anne" beside "anna") is caught too: such a name only loses the weight
+    of a conflict, never makes one.
+    """
+    counts = frame.lazy().select(column).drop_nulls().group_by(column).len().collect()
+    length = pl.col(column).str.len_chars()
+    longest = int(counts.select(length.max()).item() or 0)
+    keys = pl.concat([
+        counts.with_columns(pl.col(column).alias("__key")),
+        *[
+            counts.filter(length > i).with_columns(
+                (pl.col(column).str.slice(0, i) + pl.col(column).str.slice(i + 1))
+                .alias("__key")
+            )
+            for i in range(longest)
+        ],
+    ]).unique([column, "__key"])
+    near = keys.join(keys, on="__key", suffix="_o").filter(
+        (pl.col(column) != pl.col(f"{column}_o")) & (pl.col("len_o") >= ratio * pl.col("len"))
+    )
+    return near.select(column).unique().get_column(column)
+
+
 def prepare_input(
     records: pl.DataFrame, max_block_size: int, max_name_block_size: int = 100,
     *, ordered: bool = True,
@@ -333,6 +370,12 @@ def prepare_input(
     )
     frame = frame.with_columns(
         without_frequent(frame, "address_block", max_block_size).alias("address_block")
+    )
+    # A misspelt given name says nothing against a record being someone (clustering keeps
+    # two clearly different given names apart, but not a typo and another name).
+    frame = frame.with_columns(
+        pl.col("first_name_key").is_in(misspelt_values(frame, "first_name_key").implode())
+        .alias("first_name_typo")
     )
     return frame.select(*MATCH_INPUT_COLUMNS, *identifiers)
 
