@@ -77,3 +77,33 @@ def test_prepare_input_blocks_on_guessed_surname() -> None:
     assert "surname_guess" not in frame.columns
     assert frame.get_column("surname_block").to_list() == ["blom", "blom", "devries"]
     assert frame.get_column("surname_block_stem").to_list() == ["blom", "blom", "vries"]
+
+
+def test_a_nameless_record_is_blocked_by_the_name_its_email_spells() -> None:
+    emails = ["thomas.zonvelde@live.nl", "thomas.zonvelde@live.nl", "zonvelde@live.nl",
+              "t.zonvelde@live.nl", "info@zonvelde.nl", "thomas.van.zonvelde@live.nl"]
+    n = len(emails)
+    records = pl.DataFrame(
+        {
+            "source": ["crm", *["news"] * (n - 1)],
+            "source_record_id": [str(i) for i in range(n)],
+            "first_name_key": ["thomas", *[None] * (n - 1)],
+            "first_name_canonical": ["thomas", *[None] * (n - 1)],
+            "initials": ["t", *[None] * (n - 1)],
+            "last_name_key": ["zonvelde", *[None] * (n - 1)],
+            **{c: [None] * n for c in ("date_of_birth", "gender", "phone", "phone_type",
+                                       "postcode", "house_number", "street_key", "city_key")},
+            "email": emails,
+        },
+        schema_overrides={c: pl.String for c in ("first_name_key", "first_name_canonical",
+                                                  "initials", "last_name_key", "date_of_birth",
+                                                  "gender", "phone", "phone_type", "postcode",
+                                                  "house_number", "street_key", "city_key")},
+    )
+    frame = prepare_input(records, max_block_size=50).sort("source_record_id")
+    # The named record's own name; the nameless "thomas.zonvelde" meets it. One word, an
+    # initial, a role address or three words say too little to stand for a full name.
+    assert frame.get_column("name_block").to_list() == ["thomas|zonvelde", *[None] * (n - 1)]
+    assert frame.get_column("name_block_email").to_list() == [
+        "thomas|zonvelde", "thomas|zonvelde", None, None, None, None
+    ]

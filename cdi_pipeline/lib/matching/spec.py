@@ -322,6 +322,26 @@ def prepare_input(
     frame = with_surname_from_email(
         frame, where=pl.col("last_name_key").is_null() & ~generic_local, alias="surname_guess"
     )
+    # A record with no name at all meets the records of the name its e-mail spells when the
+    # local part is two words ("thomas.zonvelde" meets "Thomas Zonvelde"): given name first,
+    # as addresses are mostly written.
+    words = (
+        pl.col("email_local").str.replace_all(r"[0-9]+", "").str.replace_all(r"[._\-]+", " ")
+        .str.strip_chars().str.split(" ")
+    )
+    two_words = (
+        (words.list.len() == 2)
+        & words.list.eval(pl.element().str.len_chars() >= 2).list.all()
+    ).fill_null(False)
+    nameless = (
+        pl.col("first_name_key").is_null() & pl.col("last_name_key").is_null() & ~generic_local
+    )
+    frame = frame.with_columns(
+        pl.when(nameless & two_words).then(words.list.get(0, null_on_oob=True))
+        .alias("given_guess"),
+        pl.when(nameless & two_words).then(words.list.get(1, null_on_oob=True))
+        .otherwise(pl.col("surname_guess")).alias("surname_guess"),
+    )
     guess = pl.col("surname_guess")
     stem = guess.str.replace(_MAIL_PREFIXES, "")
     frame = frame.with_columns(
@@ -330,15 +350,17 @@ def prepare_input(
             "last_name_key", pl.when(stem.str.len_chars() >= 3).then(stem).otherwise(guess)
         ).alias("surname_block_stem"),
     ).drop("surname_guess")
+    given = {"name_block": pl.col("first_name_canonical")}
+    given_or_guess = pl.coalesce("first_name_canonical", "given_guess")
     name_blocks = {
         "name_block": "last_name_key",
         "name_block_email": "surname_block",
         "name_block_stem": "surname_block_stem",
     }
     frame = frame.with_columns([
-        pl.concat_str("first_name_canonical", pl.lit("|"), surname).alias(block)
+        pl.concat_str(given.get(block, given_or_guess), pl.lit("|"), surname).alias(block)
         for block, surname in name_blocks.items()
-    ])
+    ]).drop("given_guess")
     # One column at a time, each replacing itself: only one block's counts exist at once.
     for block in name_blocks:
         frame = frame.with_columns(
