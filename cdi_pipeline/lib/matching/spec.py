@@ -325,17 +325,19 @@ def prepare_input(
     # A record with no name at all meets the records of the name its e-mail spells when the
     # local part is two words ("thomas.zonvelde" meets "Thomas Zonvelde"): given name first,
     # as addresses are mostly written.
+    nameless = (
+        pl.col("first_name_key").is_null() & pl.col("last_name_key").is_null() & ~generic_local
+    )
+    # Split only the few nameless records' local parts: string work on a null is free.
     words = (
-        pl.col("email_local").str.replace_all(r"[0-9]+", "").str.replace_all(r"[._\-]+", " ")
+        pl.when(nameless).then(pl.col("email_local"))
+        .str.replace_all(r"[0-9]+", "").str.replace_all(r"[._\-]+", " ")
         .str.strip_chars().str.split(" ")
     )
     two_words = (
         (words.list.len() == 2)
         & words.list.eval(pl.element().str.len_chars() >= 2).list.all()
     ).fill_null(False)
-    nameless = (
-        pl.col("first_name_key").is_null() & pl.col("last_name_key").is_null() & ~generic_local
-    )
     frame = frame.with_columns(
         pl.when(nameless & two_words).then(words.list.get(0, null_on_oob=True))
         .alias("given_guess"),
