@@ -70,11 +70,6 @@ truth: truth/persons.csv
 
 # The full generator's long-tailed name pools, flattened into index arrays.
 _FN = first_names()
-_FIRST_NAMES = _FN.names
-_FIRST_WEIGHT = _FN.weight
-_NICK_COUNT = _FN.nick_count
-_NICK_OFFSET = _FN.nick_offset
-_NICK_FLAT = _FN.nick_flat
 _SN = surnames()
 _SURNAMES = pl.select(
     pl.when(pl.lit(_SN.tv) == "")
@@ -99,7 +94,7 @@ def _population(n: int, seed: int) -> pl.DataFrame:
     """The true persons: first-name index, surname, date of birth (days) and postcode."""
     rng = stream(seed, "minimal_persons")
     idx = np.arange(n)
-    fn = weighted_index(rng, n, _FIRST_WEIGHT)
+    fn = weighted_index(rng, n, _FN.weight)
     sn = weighted_index(rng, n, _SN_WEIGHT)
     dob = rng.integers(DOB_FIRST, DOB_LAST + 1, size=n)
     postcode = addresses(rng, n, 0.0)["postcode"].to_numpy()
@@ -111,7 +106,7 @@ def _population(n: int, seed: int) -> pl.DataFrame:
     sn = np.where(twin, sn[root], sn)
     dob = np.where(twin, dob[root], dob)
     postcode = np.where(twin, postcode[root], postcode)
-    fn = np.where(twin & (fn == fn[root]), (fn + 1) % len(_FIRST_NAMES), fn)
+    fn = np.where(twin & (fn == fn[root]), (fn + 1) % len(_FN.names), fn)
 
     # Namesakes: the very same name as someone else, born on another day; some live in the
     # same postcode area (a junior and senior), the hardest negative for name + postcode.
@@ -151,11 +146,11 @@ def _assign_records(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _first_names(rng: np.random.Generator, fn: np.ndarray, p_nick: float) -> pl.Series:
     """Given names as typed: formal or a nickname, accents sometimes lost, a few typos."""
     n = len(fn)
-    count = _NICK_COUNT[fn]
-    pick = _NICK_OFFSET[fn] + np.floor(rng.random(n) * np.maximum(count, 1)).astype(np.int64)
+    count = _FN.nick_count[fn]
+    pick = _FN.nick_offset[fn] + np.floor(rng.random(n) * np.maximum(count, 1)).astype(np.int64)
     # Names without nicknames must not index past the flat list; they are masked out anyway.
-    nick = _NICK_FLAT.gather(np.minimum(pick, len(_NICK_FLAT) - 1))
-    name = where(mask(rng, n, p_nick) & (count > 0), nick, _FIRST_NAMES.gather(fn))
+    nick = _FN.nick_flat.gather(np.minimum(pick, len(_FN.nick_flat) - 1))
+    name = where(mask(rng, n, p_nick) & (count > 0), nick, _FN.names.gather(fn))
     name = where(mask(rng, n, 0.1), strip_accents(name), name)
     return typo(rng, name, 0.04)
 
