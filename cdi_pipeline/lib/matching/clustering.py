@@ -186,7 +186,7 @@ def _conflict_fields(fields: pl.DataFrame) -> list[str]:
     return [c for c in CONFLICT_COLUMNS if c in fields.columns]
 
 
-def birth_date_conflicts(assignment: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
+def member_conflicts(assignment: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
     """Pairs inside one component whose records are two people (see `records_conflict`).
 
     A chain A-B-C can join A and C although nobody compared them; if their birth dates
@@ -248,7 +248,7 @@ def cluster(
         cannot_link = pl.concat(
             [
                 cannot_link.select("unique_id_l", "unique_id_r"),
-                birth_date_conflicts(assignment, birth_dates),
+                member_conflicts(assignment, birth_dates),
             ]
         ).unique()
     violated = (

@@ -377,7 +377,7 @@ def match(
         *(["first_name_key", "first_name_canonical", "first_name_typo"]
           if given_name_conflict_blocks_link else []),
     ]
-    birth_dates = frame.select(UNIQUE_ID, *apart_by) if apart_by else None
+    apart_fields = frame.select(UNIQUE_ID, *apart_by) if apart_by else None
     pairs, links, cannot = build_links(
         scored, rule_pairs, overrides, threshold,
         birth_date_conflicts=(
@@ -386,12 +386,12 @@ def match(
         ),
     )
     assignment, unresolved = cluster(
-        frame.get_column(UNIQUE_ID), links, cannot, birth_dates, max_component_size
+        frame.get_column(UNIQUE_ID), links, cannot, apart_fields, max_component_size
     )
     attached = None
     if attach_min_probability is not None:
         assignment, attached = attach_singletons(
-            assignment, scored, cannot, attach_min_probability, birth_dates
+            assignment, scored, cannot, attach_min_probability, apart_fields
         )
     previous = previous_xref.select(
         (pl.col("source") + "|" + pl.col("source_record_id")).alias(UNIQUE_ID), "customer_id"
