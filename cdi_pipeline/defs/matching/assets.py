@@ -16,7 +16,7 @@ from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.ids import HISTORY_SCHEMA, ID_MAP_SCHEMA
 from cdi_pipeline.lib.matching.rules import read_overrides
-from cdi_pipeline.lib.matching.run import match, pair_bounds, score_pairs
+from cdi_pipeline.lib.matching.run import match, match_fields, pair_bounds, score_pairs
 from cdi_pipeline.lib.matching.sanity import parameter_table, sanity_problems
 from cdi_pipeline.lib.matching.spec import derive_spec, prepare_input, read_records
 from cdi_pipeline.lib.matching.tables import (
@@ -294,6 +294,10 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                 charts_dir=reports_dir(warehouse),
                 bounds=pair_bounds(frame, spec.blocking_rules),
             )
+            # The linker holds the registered input (shares the frame's buffers).
+            del linker
+        # Only the columns clustering and the review queue read stay in memory from here.
+        frame = match_fields(frame)
         outcome = match(
             frame, scoring, overrides, previous_xref, previous_map,
             threshold=cfg.match_threshold, review_band=cfg.review_band,
