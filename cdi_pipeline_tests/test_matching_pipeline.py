@@ -453,7 +453,7 @@ def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
 
 
 def test_chunked_prediction_scores_the_same_pairs(first_run) -> None:
-    """Split by a hash of the left record, the chunks together score every pair once."""
+    """Scored in slices of the blocked pairs, the chunks together score every pair once."""
     site, _ = first_run
     model, frame, spec = _prepared(site)
     bounds = run.pair_bounds(frame, spec.blocking_rules)

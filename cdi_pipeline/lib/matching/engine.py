@@ -467,6 +467,11 @@ def _single_threaded(db_api: Any) -> Iterator[None]:
         con.execute(f"SET threads = {int(threads)}")
 
 
+def backend_of(linker: Any) -> str:
+    """The SQL dialect the linker runs on ("duckdb" or "spark")."""
+    return linker._db_api.sql_dialect.sql_dialect_str
+
+
 def keep_insertion_order(linker: Any, keep: bool) -> None:
     """Switch DuckDB's `preserve_insertion_order` on the linker's connection (no-op on Spark).
 

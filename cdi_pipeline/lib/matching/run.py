@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -159,19 +160,8 @@ def score_pairs(
     comparisons = 0
     charts: dict[str, Path] = {}
     engine.keep_insertion_order(linker, False)
-    for chunk in range(1, chunks + 1):
-        side = (chunk, chunks)
-        blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
-            left_chunk=side, right_chunk=(1, 1)
-        )
-        comparisons += int(engine.to_polars(linker.misc.query_sql(
-            f"SELECT count(*) AS n FROM {blocked.physical_name}")).get_column("n")[0])
-        # Scores the blocked pairs just computed: Splink finds them in its cache by chunk.
-        predicted = linker.inference.predict_chunk(
-            left_chunk=side, right_chunk=(1, 1), threshold_match_probability=min_probability,
-            warning_mode="auto" if chunk == 1 else "never",
-        )
-        blocked.drop_table_from_database_and_remove_from_cache()
+    for predicted, blocked_so_far in _predict_in_chunks(linker, chunks, min_probability):
+        comparisons = blocked_so_far
         # Only the columns the tables need leave the backend: the prediction also holds
         # every compared value and term-frequency column, several times the size.
         columns = linker.misc.query_sql(
@@ -183,12 +173,12 @@ def score_pairs(
         parts.append(engine.to_polars(
             linker.misc.query_sql(f"SELECT {', '.join(keep)} FROM {predicted.physical_name}")
         ))
-        if chunk == 1 and charts_dir is not None:
-            # A chunk is a hash sample of the left records: its pairs show every pattern.
+        if len(parts) == 1 and charts_dir is not None:
+            # A chunk is a sample of the pairs: its pairs show every pattern.
             charts = write_prediction_charts(linker, predicted, columns, charts_dir)
         predicted.drop_table_from_database_and_remove_from_cache()
         if chunks > 1:
-            log.info("chunk %d/%d: %s blocked pairs so far, %s kept, %.0fs", chunk, chunks,
+            log.info("chunk %d/%d: %s blocked pairs, %s kept, %.0fs", len(parts), chunks,
                      f"{comparisons:,}", f"{sum(p.height for p in parts):,}",
                      time.monotonic() - started)
     engine.keep_insertion_order(linker, True)
@@ -199,6 +189,58 @@ def score_pairs(
     # memory back before clustering builds its own frames (at a million records, ~1 GB).
     linker.table_management.delete_tables_created_by_splink_from_db()
     return Scoring(pairs, preflight, charts, comparisons)
+
+
+def _count(linker: Any, table: Any) -> int:
+    return int(engine.to_polars(linker.misc.query_sql(
+        f"SELECT count(*) AS n FROM {table.physical_name}")).get_column("n")[0])
+
+
+def _predict_in_chunks(linker: Any, chunks: int, min_probability: float) -> Iterator[tuple]:
+    """Yield (prediction table, blocked pairs counted so far) chunk by chunk; the caller
+    drops each prediction.
+
+    On DuckDB the blocking joins run once: the blocked id pairs (three short columns) go to
+    one table, which spills to disk under the memory limit, and each chunk scores a slice
+    of its rows. Splink's own chunking (kept for Spark) repeats every blocking join for
+    every chunk, filtering the left records by hash: at ten million records that was 105 s
+    of each chunk's 155 s.
+    """
+    if chunks > 1 and engine.backend_of(linker) == "duckdb":
+        blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
+            left_chunk=(1, 1), right_chunk=(1, 1))
+        total = _count(linker, blocked)
+        size = -(-total // chunks)
+        try:
+            for start in range(0, max(total, 1), max(size, 1)):
+                part = linker.misc.query_sql(
+                    f"SELECT * FROM {blocked.physical_name} "
+                    f"WHERE rowid >= {start} AND rowid < {start + size}")
+                linker.table_management.register_blocked_pairs_for_predict(part)
+                predicted = linker.inference.predict(
+                    threshold_match_probability=min_probability,
+                    warning_mode="auto" if start == 0 else "never")
+                part.drop_table_from_database_and_remove_from_cache()
+                yield predicted, min(start + size, total)
+        finally:
+            blocked.drop_table_from_database_and_remove_from_cache()
+            # The cache still names the last slice, which is gone.
+            linker.table_management.invalidate_cache()
+        return
+    counted = 0
+    for chunk in range(1, chunks + 1):
+        side = (chunk, chunks)
+        blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
+            left_chunk=side, right_chunk=(1, 1)
+        )
+        counted += _count(linker, blocked)
+        # Scores the blocked pairs just computed: Splink finds them in its cache by chunk.
+        predicted = linker.inference.predict_chunk(
+            left_chunk=side, right_chunk=(1, 1), threshold_match_probability=min_probability,
+            warning_mode="auto" if chunk == 1 else "never",
+        )
+        blocked.drop_table_from_database_and_remove_from_cache()
+        yield predicted, counted
 
 
 def write_prediction_charts(
