@@ -328,21 +328,25 @@ def prepare_input(
     nameless = (
         pl.col("first_name_key").is_null() & pl.col("last_name_key").is_null() & ~generic_local
     )
-    # Split only the few nameless records' local parts: string work on a null is free.
-    words = (
-        pl.when(nameless).then(pl.col("email_local"))
-        .str.replace_all(r"[0-9]+", "").str.replace_all(r"[._\-]+", " ")
-        .str.strip_chars().str.split(" ")
+    # Only the few nameless records' local parts are split, and aligned back by row: list
+    # work over a million rows, however many of them null, took half a second.
+    row, words = "__row", "__words"
+    split = (
+        frame.lazy().with_row_index(row).filter(nameless)
+        .select(row, pl.col("email_local").str.replace_all(r"[0-9]+", "")
+                .str.replace_all(r"[._\-]+", " ").str.strip_chars().str.split(" ").alias(words))
+        .filter((pl.col(words).list.len() == 2)
+                & pl.col(words).list.eval(pl.element().str.len_chars() >= 2).list.all())
+        .select(row, pl.col(words).list.get(0, null_on_oob=True).alias("given_guess"),
+                pl.col(words).list.get(1, null_on_oob=True).alias(words))
     )
-    two_words = (
-        (words.list.len() == 2)
-        & words.list.eval(pl.element().str.len_chars() >= 2).list.all()
-    ).fill_null(False)
+    aligned = (
+        frame.lazy().with_row_index(row).select(row)
+        .join(split, on=row, how="left", maintain_order="left").collect()
+    )
     frame = frame.with_columns(
-        pl.when(nameless & two_words).then(words.list.get(0, null_on_oob=True))
-        .alias("given_guess"),
-        pl.when(nameless & two_words).then(words.list.get(1, null_on_oob=True))
-        .otherwise(pl.col("surname_guess")).alias("surname_guess"),
+        aligned.get_column("given_guess"),
+        pl.coalesce(aligned.get_column(words), pl.col("surname_guess")).alias("surname_guess"),
     )
     guess = pl.col("surname_guess")
     stem = guess.str.replace(_MAIL_PREFIXES, "")
