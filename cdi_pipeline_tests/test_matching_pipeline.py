@@ -452,8 +452,9 @@ def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
             score("_d", budget=distinct - 1, bounds=bounds)
 
 
-def test_chunked_prediction_scores_the_same_pairs(first_run) -> None:
-    """Scored in slices of the blocked pairs, the chunks together score every pair once."""
+def test_chunked_prediction_scores_the_same_pairs(first_run, tmp_path: Path) -> None:
+    """Scored in slices of the blocked pairs, the chunks together score every pair once;
+    the charts come from a separate sample, whose pairs stay out of the result."""
     site, _ = first_run
     model, frame, spec = _prepared(site)
     bounds = run.pair_bounds(frame, spec.blocking_rules)
@@ -463,14 +464,16 @@ def test_chunked_prediction_scores_the_same_pairs(first_run) -> None:
             linker = engine.linker_for(db_api, frame, model.splink_settings,
                                        model.term_frequencies, name_suffix=suffix)
             results[suffix] = run.score_pairs(
-                linker, spec, min_probability=0.01, budget=1e12, charts_dir=None,
-                bounds=bounds, pairs_per_chunk=per_chunk,
+                linker, spec, min_probability=0.01, budget=1e12,
+                charts_dir=tmp_path / suffix, bounds=bounds, pairs_per_chunk=per_chunk,
             )
     one, many = results["_one"], results["_many"]
     assert int(bounds.get_column("pairs").sum()) // 500 >= 5  # really split
     assert many.comparisons == one.comparisons > 0
     keys = ["unique_id_l", "unique_id_r"]
     assert many.pairs.sort(keys).equals(one.pairs.sort(keys))
+    assert set(many.charts) == {"waterfall", "comparison_viewer"}
+    assert all(path.stat().st_size > 0 for path in many.charts.values())
 
 
 def test_golden_records_in_passes_equal_one_pass(first_run, tmp_path: Path) -> None:

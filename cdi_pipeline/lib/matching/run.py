@@ -160,21 +160,27 @@ def score_pairs(
     comparisons = 0
     charts: dict[str, Path] = {}
     engine.keep_insertion_order(linker, False)
-    for predicted, blocked_so_far in _predict_in_chunks(linker, chunks, min_probability):
+    for predicted, blocked_so_far in _predict_in_chunks(
+        linker, chunks, min_probability, sample_for_charts=charts_dir is not None
+    ):
+        if blocked_so_far is None:
+            # A sample across all blocked pairs, scored for the charts only.
+            charts = write_prediction_charts(linker, predicted, _columns(linker, predicted),
+                                             charts_dir)
+            predicted.drop_table_from_database_and_remove_from_cache()
+            continue
         comparisons = blocked_so_far
         # Only the columns the tables need leave the backend: the prediction also holds
         # every compared value and term-frequency column, several times the size.
-        columns = linker.misc.query_sql(
-            f"SELECT * FROM {predicted.physical_name} LIMIT 0"
-        ).as_pyarrow_table().column_names
+        columns = _columns(linker, predicted)
         mw = [c for c in columns if c.startswith("mw_") and not c.startswith("mw_tf_")]
         gamma = [c for c in columns if c.startswith("gamma_")]
         keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", *mw, *gamma]
         parts.append(engine.to_polars(
             linker.misc.query_sql(f"SELECT {', '.join(keep)} FROM {predicted.physical_name}")
         ))
-        if len(parts) == 1 and charts_dir is not None:
-            # A chunk is a sample of the pairs: its pairs show every pattern.
+        if len(parts) == 1 and charts_dir is not None and not charts:
+            # A hash chunk of the left records is a sample: its pairs show every pattern.
             charts = write_prediction_charts(linker, predicted, columns, charts_dir)
         predicted.drop_table_from_database_and_remove_from_cache()
         if chunks > 1:
@@ -196,7 +202,27 @@ def _count(linker: Any, table: Any) -> int:
         f"SELECT count(*) AS n FROM {table.physical_name}")).get_column("n")[0])
 
 
-def _predict_in_chunks(linker: Any, chunks: int, min_probability: float) -> Iterator[tuple]:
+def _columns(linker: Any, table: Any) -> list[str]:
+    return linker.misc.query_sql(
+        f"SELECT * FROM {table.physical_name} LIMIT 0"
+    ).as_pyarrow_table().column_names
+
+
+def _predict_registered(linker: Any, pairs_sql: str, min_probability: float, *,
+                        warn: bool) -> Any:
+    """Score the blocked id pairs `pairs_sql` selects (materialised and registered)."""
+    part = linker.misc.query_sql(pairs_sql)
+    linker.table_management.register_blocked_pairs_for_predict(part)
+    try:
+        return linker.inference.predict(threshold_match_probability=min_probability,
+                                        warning_mode="auto" if warn else "never")
+    finally:
+        part.drop_table_from_database_and_remove_from_cache()
+
+
+def _predict_in_chunks(
+    linker: Any, chunks: int, min_probability: float, *, sample_for_charts: bool = False,
+) -> Iterator[tuple[Any, int | None]]:
     """Yield (prediction table, blocked pairs counted so far) chunk by chunk; the caller
     drops each prediction.
 
@@ -204,23 +230,28 @@ def _predict_in_chunks(linker: Any, chunks: int, min_probability: float) -> Iter
     one table, which spills to disk under the memory limit, and each chunk scores a slice
     of its rows. Splink's own chunking (kept for Spark) repeats every blocking join for
     every chunk, filtering the left records by hash: at ten million records that was 105 s
-    of each chunk's 155 s.
+    of each chunk's 155 s. A slice holds the pairs of a few rules (the table comes in rule
+    order), so with `sample_for_charts` a seeded sample of all the blocked pairs is scored
+    first and yielded with None, for the charts only.
     """
     if chunks > 1 and engine.backend_of(linker) == "duckdb":
         blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
             left_chunk=(1, 1), right_chunk=(1, 1))
         total = _count(linker, blocked)
-        size = -(-total // chunks)
+        # A table written once numbers its rows 0..n-1, and a rowid range is read by
+        # skipping the other row groups.
+        size = max(-(-total // chunks), 1)
         try:
-            for start in range(0, max(total, 1), max(size, 1)):
-                part = linker.misc.query_sql(
-                    f"SELECT * FROM {blocked.physical_name} "
-                    f"WHERE rowid >= {start} AND rowid < {start + size}")
-                linker.table_management.register_blocked_pairs_for_predict(part)
-                predicted = linker.inference.predict(
-                    threshold_match_probability=min_probability,
-                    warning_mode="auto" if start == 0 else "never")
-                part.drop_table_from_database_and_remove_from_cache()
+            if sample_for_charts:
+                sample = (f"SELECT * FROM {blocked.physical_name} USING SAMPLE "
+                          f"reservoir({2 * VIEWER_PAIRS} ROWS) REPEATABLE (1)")
+                yield _predict_registered(linker, sample, min_probability, warn=True), None
+            for i, start in enumerate(range(0, max(total, 1), size)):
+                where = f"rowid >= {start} AND rowid < {start + size}"
+                predicted = _predict_registered(
+                    linker, f"SELECT * FROM {blocked.physical_name} WHERE {where}",
+                    min_probability, warn=i == 0 and not sample_for_charts,
+                )
                 yield predicted, min(start + size, total)
         finally:
             blocked.drop_table_from_database_and_remove_from_cache()
