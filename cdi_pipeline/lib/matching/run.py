@@ -163,25 +163,24 @@ def score_pairs(
     for predicted, blocked_so_far in _predict_in_chunks(
         linker, chunks, min_probability, sample_for_charts=charts_dir is not None
     ):
+        columns = _columns(linker, predicted)
+        if charts_dir is not None and not charts:
+            # The first prediction is a sample of the pairs (a hash chunk of the left
+            # records, or the chart sample): its pairs show every pattern.
+            charts = write_prediction_charts(linker, predicted, columns, charts_dir)
         if blocked_so_far is None:
-            # A sample across all blocked pairs, scored for the charts only.
-            charts = write_prediction_charts(linker, predicted, _columns(linker, predicted),
-                                             charts_dir)
+            # The chart sample: its pairs are scored again in their slice.
             predicted.drop_table_from_database_and_remove_from_cache()
             continue
         comparisons = blocked_so_far
         # Only the columns the tables need leave the backend: the prediction also holds
         # every compared value and term-frequency column, several times the size.
-        columns = _columns(linker, predicted)
         mw = [c for c in columns if c.startswith("mw_") and not c.startswith("mw_tf_")]
         gamma = [c for c in columns if c.startswith("gamma_")]
         keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", *mw, *gamma]
         parts.append(engine.to_polars(
             linker.misc.query_sql(f"SELECT {', '.join(keep)} FROM {predicted.physical_name}")
         ))
-        if len(parts) == 1 and charts_dir is not None and not charts:
-            # A hash chunk of the left records is a sample: its pairs show every pattern.
-            charts = write_prediction_charts(linker, predicted, columns, charts_dir)
         predicted.drop_table_from_database_and_remove_from_cache()
         if chunks > 1:
             log.info("chunk %d/%d: %s blocked pairs, %s kept, %.0fs", len(parts), chunks,
@@ -303,8 +302,7 @@ def write_prediction_charts(
     sample = engine.to_polars(linker.misc.query_sql(
         every_nth("greatest(CAST(r._n / 12 AS BIGINT), 1)") + " ORDER BY p.match_weight LIMIT 12"
     ))
-    total = int(engine.to_polars(linker.misc.query_sql(
-        f"SELECT count(*) AS n FROM {pred}")).get_column("n")[0])
+    total = _count(linker, predicted)
     out: dict[str, Path] = {}
     if sample.height:
         records = sample.to_dicts()
