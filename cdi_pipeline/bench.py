@@ -30,7 +30,12 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from cdi_pipeline.lib.matching.evaluation import read_truth, score_clusters
+from cdi_pipeline.lib.matching.evaluation import (
+    EVIDENCE_COLUMNS,
+    evidence_limits,
+    read_truth,
+    score_clusters,
+)
 from cdi_pipeline.lib.registry import load_registry
 from cdi_pipeline.lib.storage import quote_identifier
 from cdi_pipeline.settings import PROJECT_ROOT
@@ -336,9 +341,32 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
         )
         xref = con.sql("SELECT source, source_record_id, customer_id "
                        "FROM golden.customer_xref").pl()
+        stored = {r[0] for r in con.sql(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'cleaned' "
+            "AND table_name = 'customer_records'").fetchall()}
+        wanted = ["source", "source_record_id", "first_name_key", "last_name_key",
+                  *EVIDENCE_COLUMNS, *sorted(c for c in stored if c.startswith("id_"))]
+        evidence_records = con.sql(
+            f"SELECT {', '.join(map(quote_identifier, wanted))} "
+            "FROM cleaned.customer_records").pl()
     finally:
         con.close()
-    scores = score_clusters(xref, read_truth(registry.truth_file()))
+    truth = read_truth(registry.truth_file())
+    scores = score_clusters(xref, truth)
+    limits = evidence_limits(evidence_records, xref, truth)
+    del evidence_records
+    evidence_table = pl.DataFrame({
+        "figure": ["pairwise recall if every split record sharing a value were attached",
+                   "pairwise F1 at that recall and today's precision",
+                   "split records that share only a name with their person's customer",
+                   "lone records whose full name one other customer holds",
+                   "... of which that customer is the right one"],
+        "value": [f"{limits['recall_if_value_shared_attached']:.4f}",
+                  f"{limits['f1_if_value_shared_attached']:.4f}",
+                  f"{limits['split_records_name_only_share']:.1%}",
+                  f"{limits['lone_name_attach_candidates']:,.0f}",
+                  f"{limits['lone_name_attach_precision']:.1%}"],
+    })
     comparisons = next(
         (int(e.event_specific_data.materialization.metadata["comparisons_scored"].value)
          for e in result.all_events
@@ -376,6 +404,18 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
         "resident memory while one of its steps ran (the process, not the step alone).",
         "",
         _markdown(layers),
+        "",
+        "## What the records allow",
+        "",
+        "A split record is one outside its person's main customer (the one holding most of "
+        "the person's records). The first two rows assume every split record that shares an "
+        "e-mail (or its local part), phone, birth date, postcode or identifier with that "
+        "customer's records were attached, with nothing lost and no wrong link added: an "
+        "optimistic bound on what the records' values allow. The last rows show why a name "
+        "alone is no ground to attach (`evidence_limits` in "
+        "`cdi_pipeline/lib/matching/evaluation.py`).",
+        "",
+        _markdown(evidence_table),
         "",
         "## Against a lean Splink script",
         "",

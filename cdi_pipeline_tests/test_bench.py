@@ -54,8 +54,8 @@ def test_bench_writes_its_tables_for_a_small_run(tmp_path: Path) -> None:
     path = run(persons=1200, seed=3, work=tmp_path / "work", out=tmp_path / "out",
                incremental_share=0.05)
     text = path.read_text(encoding="utf-8")
-    for heading in ("## Totals", "## Per layer", "## Against a lean Splink script",
-                    "## Incremental matching"):
+    for heading in ("## Totals", "## Per layer", "## What the records allow",
+                    "## Against a lean Splink script", "## Incremental matching"):
         assert heading in text
     # Both lean trainings ran on the same records and scored them: a ratio and an F1 each.
     for training in ("light", "default"):
@@ -65,6 +65,12 @@ def test_bench_writes_its_tables_for_a_small_run(tmp_path: Path) -> None:
         assert float(cells[-3]) > 0.5 and float(cells[-2]) > 0, cells
     f1 = re.search(r"\| pairwise F1 \| (0\.\d{4}) \|", text)
     assert f1 is not None and float(f1.group(1)) > 0.8, text
+    # The optimistic bound is at least today's recall.
+    recall = re.search(r"\| pairwise recall \| (0\.\d{4}) \|", text)
+    bound = re.search(r"\| pairwise recall if every split record sharing a value were "
+                      r"attached \| ([\d.]+) \|", text)
+    assert recall is not None and bound is not None, text
+    assert float(recall.group(1)) <= float(bound.group(1)) <= 1.0
     for layer in ("raw", "cleaned", "matching", "golden", "segments", "published"):
         assert re.search(rf"\| {layer} \| \d+ \| [\d.]+ \| \d+ \|", text), layer
     assert "| score new records against their blocking candidates |" in text

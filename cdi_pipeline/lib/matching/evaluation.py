@@ -101,3 +101,88 @@ def pair_errors(
     return impure("customer_id", "person_id", "persons"), impure(
         "person_id", "customer_id", "customers"
     )
+
+
+# Values that identify a person beyond their name. A split record that shares none of them
+# with its person's other records is tied to them by its name alone.
+EVIDENCE_COLUMNS = ("email", "phone", "date_of_birth", "postcode")
+IDENTIFIER_PREFIX = "id_"
+
+
+def evidence_limits(records: pl.DataFrame, assignment: pl.DataFrame,
+                    truth: pl.DataFrame) -> dict[str, float]:
+    """How far the records' own evidence can take recall, judged against the truth.
+
+    `records` is cleaned.customer_records (source, source_record_id, first_name_key,
+    last_name_key, the evidence columns and id_* identifiers); `assignment` has customer_id.
+
+    - `recall_if_value_shared_attached`: pairwise recall if every record split from its
+      person's main customer (the one holding most of the person's records) joined it
+      whenever it shares a value with one of that customer's records: the e-mail, the
+      e-mail's local part (a typo in the domain), phone, birth date, postcode or an
+      identifier. Optimistic: nothing is lost on the way and no wrong link is added.
+      `f1_if_value_shared_attached` is the pairwise F1 at that recall and today's precision.
+    - `split_records_name_only_share`: the share of split records that share no such value.
+    - `lone_name_attach_precision`: for records alone in their customer whose full name
+      (first and last name keys) exactly one other customer holds, the share that belong to
+      that customer. It is what attaching on a name alone would be right about.
+    """
+    keys = ["source", "source_record_id"]
+    evidence = [c for c in (*EVIDENCE_COLUMNS,
+                            *(c for c in records.columns if c.startswith(IDENTIFIER_PREFIX)))
+                if c in records.columns]
+    joined = (
+        records.select(*keys, "first_name_key", "last_name_key", *evidence)
+        .with_columns(pl.col("email").str.split("@").list.first().alias("email_local"))
+        .join(assignment.select(*keys, "customer_id"), on=keys)
+        .join(truth, on=keys)
+    )
+    cells = joined.group_by("person_id", "customer_id").agg(pl.len().alias("n"))
+    # Ties go to the smaller id, so the figure does not depend on hash order.
+    main = (cells.sort("n", "customer_id", descending=[True, False])
+            .group_by("person_id", maintain_order=True).first()
+            .rename({"customer_id": "main_id", "n": "main_n"}))
+    with_main = joined.join(main, on="person_id")
+    split = with_main.filter(pl.col("customer_id") != pl.col("main_id"))
+    in_main = with_main.filter(pl.col("customer_id") == pl.col("main_id"))
+    shared = pl.concat([
+        split.select(*keys, "person_id", column).drop_nulls(column)
+        .join(in_main.select("person_id", column).drop_nulls().unique(),
+              on=["person_id", column], how="semi").select(keys)
+        for column in (*evidence, "email_local")
+    ]).unique()
+    recovered = split.join(shared, on=keys, how="semi").get_column("main_n").sum()
+
+    scores = score_clusters(assignment, truth)
+    actual = (joined.group_by("person_id").len()
+              .select(_pairs(pl.col("len"))).item() or 0.0)
+    true_positive = scores["pairwise_recall"] * actual
+    recall_ceiling = (true_positive + recovered) / actual if actual else 1.0
+    precision = scores["pairwise_precision"]
+
+    name = ["first_name_key", "last_name_key"]
+    named = joined.drop_nulls(name)
+    alone = joined.group_by("customer_id").len().filter(pl.col("len") == 1)
+    lone = named.join(alone, on="customer_id", how="semi")
+    holders = named.select(*name, "customer_id", "person_id")
+    # The lone record's own customer is one of the two holders.
+    two = (holders.group_by(name).agg(pl.col("customer_id").n_unique().alias("customers"))
+           .filter(pl.col("customers") == 2))
+    guesses = (
+        lone.join(two, on=name, how="semi")
+        .join(holders, on=name, suffix="_other")
+        .filter(pl.col("customer_id_other") != pl.col("customer_id"))
+        .group_by(keys).agg((pl.col("person_id_other") == pl.col("person_id")).any()
+                            .alias("right"))
+    )
+    return {
+        "recall_if_value_shared_attached": recall_ceiling,
+        "f1_if_value_shared_attached": (
+            2 * precision * recall_ceiling / (precision + recall_ceiling)
+            if precision + recall_ceiling else 0.0),
+        "split_records_name_only_share": (
+            1 - shared.height / split.height if split.height else 0.0),
+        "lone_name_attach_precision": (
+            guesses.get_column("right").mean() if guesses.height else float("nan")),
+        "lone_name_attach_candidates": float(guesses.height),
+    }
