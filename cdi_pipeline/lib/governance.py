@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cdi_pipeline.lib.cleaning import id_text
 from cdi_pipeline.lib.governed_files import read_governed_csv
 from cdi_pipeline.lib.privacy import keyed_hash_sql
 from cdi_pipeline.lib.publish import STORAGE_VERSION
@@ -228,7 +229,7 @@ def resolve_targets(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> E
 _ID_COLUMNS = ("customer_id", "old_customer_id", "new_customer_id", "current_customer_id")
 
 
-def _conditions(columns: set[str], table: str, registry: Registry | None) -> list[str]:
+def _conditions(columns: set[str], raw_rows: bool) -> list[str]:
     """WHERE fragments that select an erased person's rows in a table with these columns."""
     out = []
     if {"source", "source_record_id"} <= columns:
@@ -245,26 +246,48 @@ def _conditions(columns: set[str], table: str, registry: Registry | None) -> lis
         out.append("(source, event_id) IN (SELECT (source, event_id) FROM __erase_events)")
     out += [f"{quote_identifier(c)} IN (SELECT customer_id FROM __erase_ids)"
             for c in _ID_COLUMNS if c in columns]
-    schema, name = table.split(".", 1)
-    if schema == "raw" and registry is not None:
-        try:
-            source = registry.source(name)
-        except KeyError:
-            source = None
-        if source is not None:
-            rid = f"CAST({quote_identifier(source.record_id)} AS VARCHAR)"
-            out.append(f"{rid} IN (SELECT source_record_id FROM __erase_records "
-                       f"WHERE source = {quote_literal(source.name)})")
-            out.append(f"{rid} IN (SELECT event_id FROM __erase_events "
-                       f"WHERE source = {quote_literal(source.name)})")
-            reference = source.activity.customer if source.activity else None
-            if reference is not None:
-                out.append(
-                    f"CAST({quote_identifier(reference.column)} AS VARCHAR) IN "
-                    "(SELECT source_record_id FROM __erase_records "
-                    f"WHERE source = {quote_literal(reference.source)})"
-                )
+    if raw_rows:
+        # Raw ids are matched in Python, as the cleaned layer wrote them (see _raw_rowids).
+        out.append("rowid IN (SELECT row_id FROM __erase_raw_rows)")
     return out
+
+
+def _raw_rowids(
+    con: duckdb.DuckDBPyConnection, schema: str, name: str, targets: ErasureTargets,
+    registry: Registry | None,
+) -> pl.DataFrame | None:
+    """Row ids of a raw source table whose record id (or, for events, the customer record
+    they point at) is erased; None for tables that are not a registered source's raw table.
+
+    Raw tables keep ids as delivered (" C0001 ", say) while every other layer stores them
+    as `id_text` makes them, so the ids are compared after the same polars cleaning; an SQL
+    cast would leave such a row, and the person's data, in the raw table.
+    """
+    if schema != "raw" or registry is None:
+        return None
+    try:
+        source = registry.source(name)
+    except KeyError:
+        return None
+    reference = source.activity.customer if source.activity else None
+    columns = [source.record_id, *([reference.column] if reference else [])]
+    rows = con.sql(
+        "SELECT rowid AS row_id, "
+        # Cast in polars, not SQL: the cleaned layer's ids are polars casts of these columns.
+        + ", ".join(f"{quote_identifier(c)} AS c{i}" for i, c in enumerate(columns))
+        + f" FROM {quote_identifier(schema)}.{quote_identifier(name)}"
+    ).pl()
+
+    def of(frame: pl.DataFrame, column: str, owner: str) -> pl.Series:
+        return frame.filter(pl.col("source") == owner).get_column(column).implode()
+
+    own_id = id_text(pl.col("c0"))
+    hit = (own_id.is_in(of(targets.records, "source_record_id", source.name))
+           | own_id.is_in(of(targets.events, "event_id", source.name)))
+    if reference is not None:
+        hit = hit | id_text(pl.col("c1")).is_in(
+            of(targets.records, "source_record_id", reference.source))
+    return rows.filter(hit.fill_null(False)).select("row_id")
 
 
 def purge_rows(
@@ -289,7 +312,10 @@ def purge_rows(
                         [schema, name],
                     ).fetchall()
                 }
-                conditions = _conditions(columns, table, registry)
+                raw_rows = _raw_rowids(con, schema, name, targets, registry)
+                if raw_rows is not None:
+                    con.register("__erase_raw_rows", raw_rows.to_arrow())
+                conditions = _conditions(columns, raw_rows is not None and raw_rows.height > 0)
                 if not conditions:
                     continue
                 qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
@@ -298,6 +324,8 @@ def purge_rows(
                 ).fetchall()[0][0]
                 if count:
                     removed[table] = int(count)
+                if raw_rows is not None:
+                    con.unregister("__erase_raw_rows")
     finally:
         for view in ("__erase_records", "__erase_events", "__erase_ids"):
             con.unregister(view)
@@ -380,7 +408,8 @@ def suppressed_rows(
 ) -> pl.Series:
     """Boolean mask of raw rows matching the suppression list (by record key, email, phone)."""
     probe = frame.select(
-        pl.concat_str(pl.lit(source_name + "|"), pl.col(record_id).cast(pl.String))
+        # As the cleaned layer writes the id: the suppression list hashes that form.
+        pl.concat_str(pl.lit(source_name + "|"), id_text(pl.col(record_id)))
         .alias("record_value"),
         (pl.col(email).cast(pl.String) if email else pl.lit(None, dtype=pl.String))
         .alias("email"),
