@@ -165,6 +165,15 @@ REFUSED = {
                        '"email": "jan@example.com"}\n["W2", "Zoe"]\n'),
         r"shop.jsonl line 2 holds a list; expected a JSON object",
     ),
+    "jsonl_repeated_key": (
+        # Valid JSON, but one of the two addresses would be dropped unseen.
+        "shop", _jsonl('{"accountId": "W1", "firstName": "Jan", "lastName": "Berg", '
+                       '"email": "jan@example.com"}\n'
+                       '{"accountId": "W2", "firstName": "Zoe", "note": "email: \\"x\\"", '
+                       '"lastName": "Berg", "email": "zoe@example.com", '
+                       '"email": "zoe.berg@example.com"}\n'),
+        r"shop.jsonl line 2 has the key 'email' twice; expected each key once per object",
+    ),
     "jsonl_mapped_key_never_present": (
         "shop", _jsonl('{"accountId": "W1", "firstName": "Jan", "lastName": "Berg"}\n'),
         r"has no column 'email' \(mapped as fields.email\)",

@@ -216,7 +216,7 @@ def _read_jsonl(source: Source, path: Path, data: bytes) -> pl.DataFrame:
             f"source {source.name!r}: file {path} is empty; expected one JSON object per line"
         )
     try:
-        return pl.read_ndjson(io.BytesIO(text.encode("utf-8")), infer_schema_length=None)
+        frame = pl.read_ndjson(io.BytesIO(text.encode("utf-8")), infer_schema_length=None)
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
         # Only on failure: find the first offending line so the message is actionable.
         for number, line in enumerate(text.splitlines(), start=1):
@@ -237,6 +237,38 @@ def _read_jsonl(source: Source, path: Path, data: bytes) -> pl.DataFrame:
         raise SourceFileError(
             f"source {source.name!r}: file {path} could not be read as JSON lines ({exc})"
         ) from None
+    repeated = _repeated_key(text)
+    if repeated is not None:
+        number, key = repeated
+        raise SourceFileError(
+            f"source {source.name!r}: file {path} line {number} has the key {key!r} twice; "
+            "expected each key once per object (which value holds is undefined)"
+        )
+    return frame
+
+
+def _repeated_key(text: str) -> tuple[int, str] | None:
+    """The first line (1-based) whose object repeats a top-level key, and the key.
+
+    polars keeps the first of two values and Python's json the last, silently: a line
+    {"email": "a@x.nl", "email": "b@y.nl"} would lose one address unseen. DuckDB's
+    json_keys lists every key as written, so one set-wise query finds such lines.
+    """
+    lines = pl.DataFrame({"line": text.splitlines()}).with_row_index("number", offset=1)
+    con = duckdb.connect()
+    try:
+        con.register("lines", lines.to_arrow())
+        found = con.sql(
+            "SELECT number, keys FROM (SELECT number, json_keys(line) AS keys FROM lines "
+            "WHERE trim(line) <> '') WHERE len(list_distinct(keys)) < len(keys) "
+            "ORDER BY number LIMIT 1"
+        ).fetchall()
+    finally:
+        con.close()
+    if not found:
+        return None
+    number, keys = found[0]
+    return number, next(key for key in keys if keys.count(key) > 1)
 
 
 def _read_parquet(source: Source, path: Path, data: bytes) -> pl.DataFrame:
