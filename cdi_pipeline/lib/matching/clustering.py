@@ -160,16 +160,16 @@ def _conflict_fields(fields: pl.DataFrame) -> list[str]:
     return [c for c in CONFLICT_COLUMNS if c in fields.columns]
 
 
-def member_conflicts(assignment: pl.DataFrame, birth_dates: pl.DataFrame) -> pl.DataFrame:
+def member_conflicts(assignment: pl.DataFrame, member_fields: pl.DataFrame) -> pl.DataFrame:
     """Pairs inside one component whose records are two people (see `records_conflict`).
 
     A chain A-B-C can join A and C although nobody compared them; if their birth dates
     disagree, or their given names clearly do, they are different people, and the pair
-    becomes a cannot-link. `birth_dates` holds unique_id and any of CONFLICT_COLUMNS.
+    becomes a cannot-link. `member_fields` holds unique_id and any of CONFLICT_COLUMNS.
     """
-    cols = _conflict_fields(birth_dates)
+    cols = _conflict_fields(member_fields)
     members = assignment.select(NODE, "cluster_key").join(
-        birth_dates.select(NODE, *cols).filter(pl.any_horizontal(
+        member_fields.select(NODE, *cols).filter(pl.any_horizontal(
             pl.col(c).is_not_null() for c in cols if c in ("date_of_birth", "first_name_key")
         )),
         on=NODE,
@@ -190,15 +190,16 @@ def cluster(
     nodes: pl.Series,
     links: pl.DataFrame,
     cannot_link: pl.DataFrame,
-    birth_dates: pl.DataFrame | None = None,
+    member_fields: pl.DataFrame | None = None,
     max_component_size: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cluster nodes over `links` (unique_id_l, unique_id_r, match_probability, kind).
 
-    With `birth_dates` (unique_id, date_of_birth), members of one component whose birth
-    dates conflict are kept apart too, so a chain cannot glue a family (or a whole surname)
-    into one customer. Returns (assignment: unique_id, cluster_key, cluster_size) and the
-    cannot-link pairs that could not be honoured because must-link decisions chain them.
+    With `member_fields` (unique_id and any of CONFLICT_COLUMNS), members of one component
+    that are two people (birth dates or given names in conflict) are kept apart too, so a
+    chain cannot glue a family (or a whole surname) into one customer. Returns (assignment:
+    unique_id, cluster_key, cluster_size) and the cannot-link pairs that could not be
+    honoured because must-link decisions chain them.
     """
     links = links.join(
         cannot_link.select("unique_id_l", "unique_id_r"), on=["unique_id_l", "unique_id_r"],
@@ -218,11 +219,11 @@ def cluster(
                 "Nothing was written. Inspect the model (matching/model metadata) and shared "
                 "values (matching.max_block_size)."
             )
-    if birth_dates is not None:
+    if member_fields is not None:
         cannot_link = pl.concat(
             [
                 cannot_link.select("unique_id_l", "unique_id_r"),
-                member_conflicts(assignment, birth_dates),
+                member_conflicts(assignment, member_fields),
             ]
         ).unique()
     violated = (
@@ -270,7 +271,7 @@ def attach_singletons(
     scored: pl.DataFrame,
     cannot_link: pl.DataFrame,
     min_probability: float,
-    birth_dates: pl.DataFrame | None = None,
+    member_fields: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Attach a record left alone to the one cluster its plausible pairs all point into.
 
@@ -313,10 +314,11 @@ def attach_singletons(
     ).join(assignment.select(pl.col(NODE).alias("o"), "cluster_key"), on="o")
     candidates = candidates.join(forbidden.select(NODE, "cluster_key"), on=[NODE, "cluster_key"],
                                  how="anti")
-    if birth_dates is not None:
-        # A birth date that conflicts with any member of the target cluster rules it out.
-        cols = _conflict_fields(birth_dates)
-        fields = birth_dates.select(NODE, *cols)
+    if member_fields is not None:
+        # A conflict (birth date, given name) with any member of the target cluster rules
+        # it out.
+        cols = _conflict_fields(member_fields)
+        fields = member_fields.select(NODE, *cols)
         clash = (
             candidates.select(NODE, "cluster_key").unique()
             .join(fields, on=NODE)
@@ -356,9 +358,9 @@ def attach_singletons(
         cannot_link.select(pl.col("unique_id_l").alias(NODE), pl.col("unique_id_r").alias("o")),
         on=[NODE, "o"], how="semi",
     )
-    if birth_dates is not None:
-        cols = _conflict_fields(birth_dates)
-        fields = birth_dates.select(NODE, *cols)
+    if member_fields is not None:
+        cols = _conflict_fields(member_fields)
+        fields = member_fields.select(NODE, *cols)
         apart = pl.concat([
             apart,
             pairs_into_same.join(fields, on=NODE)
