@@ -12,6 +12,7 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
+from cdi_pipeline.lib.privacy import SHAPE_NOTE, value_shape
 from cdi_pipeline.lib.registry import Source
 
 IDENTIFIER_PREFIX = "id_"
@@ -235,12 +236,31 @@ def raw_schema(source: Source) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=False, name=f"raw.{source.name}")
 
 
-def failure_summary(error: pa.errors.SchemaErrors, examples: int = 10) -> tuple[dict, str]:
-    """Counts of failures per column and check, and a few examples, from a lazy validation."""
+# Columns that name a row rather than describe a person: failure examples show them as they are.
+ROW_KEYS = frozenset({"source", "source_record_id", "source_row_number", "event_id",
+                      "customer_source", "customer_record_id", "scope", "field", "rule"})
+
+
+def failure_summary(
+    error: pa.errors.SchemaErrors, examples: int = 10, visible: frozenset[str] = ROW_KEYS
+) -> tuple[dict, str]:
+    """Counts of failures per column and check, and a few examples, from a lazy validation.
+
+    The examples end up in Dagster's event log (check metadata, error messages), where an
+    erasure cannot reach them: failing values are shown by their shape (`value_shape`)
+    unless their column is in `visible` (record ids, say). Schema failures (a missing column,
+    a wrong dtype) name columns and types, not values, and are shown as they are.
+    """
     # Failure cases can be lists or structs (e.g. a missing column); this is the error path
     # over a small frame, so a per-value str() is fine.
     cases = error.failure_cases.with_columns(
         pl.col("failure_case").map_elements(str, return_dtype=pl.String)
+    ).with_columns(
+        # Rows without an index are schema failures (a missing column, a dtype): names.
+        pl.when(pl.col("index").is_null() | pl.col("column").is_in(sorted(visible)))
+        .then(pl.col("failure_case"))
+        .otherwise(value_shape(pl.col("failure_case")))
+        .alias("failure_case")
     )
     counts = (
         cases.group_by("column", "check")
@@ -251,9 +271,10 @@ def failure_summary(error: pa.errors.SchemaErrors, examples: int = 10) -> tuple[
         f"{row['column'] or '(table)'}: {row['check']}": row["failures"]
         for row in counts.iter_rows(named=True)
     }
-    sample = "\n".join(
-        f"- {row['column'] or '(table)'} / {row['check']}: {row['failure_case']}"
-        for row in cases.head(examples).iter_rows(named=True)
-    )
+    sample = "\n".join([
+        f"({SHAPE_NOTE})",
+        *(f"- {row['column'] or '(table)'} / {row['check']}: {row['failure_case']}"
+          for row in cases.head(examples).iter_rows(named=True)),
+    ])
     return per_check, sample
 

@@ -8,6 +8,7 @@ from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS, QUARANTINE
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.cleaning import conservation
 from cdi_pipeline.lib.contracts import customer_records_schema, failure_summary
+from cdi_pipeline.lib.privacy import SHAPE_NOTE, delivered_shapes
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import frame_to_markdown, quote_identifier, read_table
 
@@ -17,10 +18,14 @@ CONTRACT = "contract"
 
 
 def _examples(quarantine: pl.DataFrame, where: pl.Expr, n: int = 5) -> str:
-    sample = quarantine.filter(where).select(
-        "source", "source_record_id", "rule", "offending_value"
-    )
-    return frame_to_markdown(sample.head(n)) if sample.height else "(none)"
+    # By shape only: the event log is kept beyond any erasure (quality.quarantine has the
+    # values, and erasure purges them there).
+    sample = quarantine.filter(where).head(n)
+    if not sample.height:
+        return "(none)"
+    shown = sample.select("source", "source_record_id", "rule").with_columns(
+        delivered_shapes(sample.get_column("offending_value")).alias("offending_value_shape"))
+    return f"{frame_to_markdown(shown)}\n\n({SHAPE_NOTE})"
 
 
 def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:

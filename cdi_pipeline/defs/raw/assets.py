@@ -7,9 +7,9 @@ import polars as pl
 from cdi_pipeline.defs.governance.assets import SUPPRESSION_LIST
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
-from cdi_pipeline.lib.contracts import failure_summary, raw_schema
+from cdi_pipeline.lib.contracts import ROW_KEYS, failure_summary, raw_schema
 from cdi_pipeline.lib.governance import suppressed_rows
-from cdi_pipeline.lib.privacy import pseudonym_key
+from cdi_pipeline.lib.privacy import PERSONAL_FIELDS, pseudonym_key
 from cdi_pipeline.lib.raw import LINEAGE_COLUMNS, SourceFileError, load_source
 from cdi_pipeline.lib.registry import Registry, Source
 from cdi_pipeline.lib.storage import (
@@ -20,21 +20,10 @@ from cdi_pipeline.lib.storage import (
     table_exists,
 )
 
-# Personal fields are masked in UI previews: Dagster's event log is not the place for them.
-_PERSONAL_FIELDS = {
-    "first_name",
-    "last_name",
-    "full_name",
-    "date_of_birth",
-    "email",
-    "phone",
-    "street",
-    "house_number",
-}
-
 
 def _masked_preview(source: Source, frame: pl.DataFrame, rows: int = 5) -> str:
-    personal = {col for field, col in source.fields.items() if field in _PERSONAL_FIELDS}
+    """The first rows, personal fields masked: Dagster's event log is not the place for them."""
+    personal = {col for field, col in source.fields.items() if field in PERSONAL_FIELDS}
     head = frame.head(rows).drop(list(LINEAGE_COLUMNS))
     masked = head.with_columns(
         (pl.col(c).cast(pl.String).str.slice(0, 1) + pl.lit("***")).alias(c)
@@ -85,7 +74,7 @@ def build_raw_asset(registry: Registry, source: Source) -> dg.AssetsDefinition:
         try:
             raw_schema(source).validate(load.frame, lazy=True)
         except pa.errors.SchemaErrors as exc:
-            counts, sample = failure_summary(exc)
+            counts, sample = failure_summary(exc, visible=ROW_KEYS | {source.record_id})
             raise SourceFileError(
                 f"source {source.name!r}: file {load.path} breaks the raw contract, nothing was "
                 f"written: {counts}\n{sample}"
