@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from cdi_pipeline.lib.cleaning import id_text
+from cdi_pipeline.lib.contracts import ColumnSpec, describe, empty_frame
 from cdi_pipeline.lib.governed_files import read_governed_csv
 from cdi_pipeline.lib.privacy import keyed_hash_sql
 from cdi_pipeline.lib.publish import STORAGE_VERSION
@@ -42,24 +43,27 @@ from cdi_pipeline.lib.storage import (
 REQUEST_COLUMNS = ("request_id", "identifier_type", "value", "requested_on")
 IDENTIFIER_TYPES = ("email", "phone", "customer_id")
 
-SUPPRESSION_COLUMNS = {
-    "request_id": "Erasure request that put the entry on the list.",
-    "kind": "What was hashed: record (source|record id), email or phone.",
-    "value_hash": "Keyed hash of the value (the value itself is never stored).",
-    "key_fingerprint": "Fingerprint of the key the hash was made with.",
-    "added_at": "When the entry was added (UTC).",
+SUPPRESSION_COLUMNS: dict[str, ColumnSpec] = {
+    "request_id": ColumnSpec(pl.String, "Erasure request that put the entry on the list."),
+    "kind": ColumnSpec(pl.String, "What was hashed: record (source|record id), email or phone."),
+    "value_hash": ColumnSpec(
+        pl.String, "Keyed hash of the value (the value itself is never stored)."),
+    "key_fingerprint": ColumnSpec(pl.String, "Fingerprint of the key the hash was made with."),
+    "added_at": ColumnSpec(pl.Datetime("us"), "When the entry was added (UTC)."),
 }
 
-RECEIPT_COLUMNS = {
-    "request_id": "Erasure request the receipt belongs to.",
-    "requested_on": "Date the request was made.",
-    "identifier_type": "How the request named the person: email, phone or customer_id.",
-    "item": "Table (schema.table, or file:name) from which data was removed.",
-    "rows_removed": "Rows (or files) removed from it.",
-    "customers_erased": "Customer ids the request resolved to.",
-    "records_erased": "Source records the request resolved to.",
-    "processed_at": "When the erasure ran (UTC).",
-    "run_id": "Dagster run that carried it out.",
+RECEIPT_COLUMNS: dict[str, ColumnSpec] = {
+    "request_id": ColumnSpec(pl.String, "Erasure request the receipt belongs to."),
+    "requested_on": ColumnSpec(pl.Date, "Date the request was made."),
+    "identifier_type": ColumnSpec(
+        pl.String, "How the request named the person: email, phone or customer_id."),
+    "item": ColumnSpec(
+        pl.String, "Table (schema.table, or file:name) from which data was removed."),
+    "rows_removed": ColumnSpec(pl.Int64, "Rows (or files) removed from it."),
+    "customers_erased": ColumnSpec(pl.Int64, "Customer ids the request resolved to."),
+    "records_erased": ColumnSpec(pl.Int64, "Source records the request resolved to."),
+    "processed_at": ColumnSpec(pl.Datetime("us"), "When the erasure ran (UTC)."),
+    "run_id": ColumnSpec(pl.String, "Dagster run that carried it out."),
 }
 
 
@@ -466,8 +470,8 @@ def bookkeeping_writes(
     without any)."""
     if not receipts:
         return [
-            PartitionWrite("governance", name, _empty(name), "request_id",
-                           "Erasure bookkeeping.", columns)
+            PartitionWrite("governance", name, empty_frame(columns), "request_id",
+                           "Erasure bookkeeping.", describe(columns))
             for name, columns in (("erasure_receipts", RECEIPT_COLUMNS),
                                   ("suppression_list", SUPPRESSION_COLUMNS))
             if not table_exists(con, "governance", name)
@@ -492,20 +496,7 @@ def bookkeeping_writes(
     ], how="vertical_relaxed").select(list(RECEIPT_COLUMNS))
     return [
         PartitionWrite("governance", "erasure_receipts", receipt_frame, "request_id",
-                       "What each erasure removed (counts only).", RECEIPT_COLUMNS),
+                       "What each erasure removed (counts only).", describe(RECEIPT_COLUMNS)),
         PartitionWrite("governance", "suppression_list", pl.concat(entries), "request_id",
-                       "Keyed hashes that keep erased persons out.", SUPPRESSION_COLUMNS),
+                       "Keyed hashes that keep erased persons out.", describe(SUPPRESSION_COLUMNS)),
     ]
-
-
-def _empty(name: str) -> pl.DataFrame:
-    if name == "erasure_receipts":
-        return pl.DataFrame(schema={
-            "request_id": pl.String, "requested_on": pl.Date, "identifier_type": pl.String,
-            "item": pl.String, "rows_removed": pl.Int64, "customers_erased": pl.Int64,
-            "records_erased": pl.Int64, "processed_at": pl.Datetime("us"), "run_id": pl.String,
-        })
-    return pl.DataFrame(schema={
-        "request_id": pl.String, "kind": pl.String, "value_hash": pl.String,
-        "key_fingerprint": pl.String, "added_at": pl.Datetime("us"),
-    })
