@@ -251,7 +251,7 @@ def _conditions(columns: set[str], raw_rows: bool) -> list[str]:
     out += [f"{quote_identifier(c)} IN (SELECT customer_id FROM __erase_ids)"
             for c in _ID_COLUMNS if c in columns]
     if raw_rows:
-        # Raw ids are matched in Python, as the cleaned layer wrote them (see _raw_rowids).
+        # Raw ids are compared as the cleaned layer writes them (see _raw_rowids).
         out.append("rowid IN (SELECT row_id FROM __erase_raw_rows)")
     return out
 
