@@ -7,7 +7,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from cdi_pipeline.lib.storage import STAGING_PREFIX, TableWrite, replace_tables
+from cdi_pipeline.lib.storage import STAGING_PREFIX, Staging, TableWrite, replace_tables
 
 
 def _batches(values: list[int], fail_after: int | None = None) -> Iterator[pl.DataFrame]:
@@ -64,3 +64,31 @@ def test_staging_table_of_a_killed_run_is_dropped_by_the_next_write(tmp_path: Pa
     _write(con, 3, _batches([4]), other=2)
     assert con.sql("SELECT n FROM golden.field_lineage ORDER BY n").fetchall() == [(3,), (4,)]
     assert _tables(con) == {"customers", "field_lineage"}
+
+
+def test_staging_holds_batches_until_rows_per_commit(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    staging = Staging(con, "golden", "field_lineage", rows_per_commit=3)
+    staged = f"golden.{STAGING_PREFIX}field_lineage"
+    staging.append(pl.DataFrame({"customer_id": ["C1", "C2"], "n": [1, 2]}))
+    assert _tables(con) == set()  # held: nothing written yet
+    staging.append(pl.DataFrame({"customer_id": ["C3"], "n": [3]}))
+    assert con.sql(f"SELECT n FROM {staged}").fetchall() == [(1,), (2,), (3,)]
+    staging.append(pl.DataFrame({"customer_id": ["C4"], "n": [4]}))
+    # Held rows would be lost by a swap: the name is refused until they are flushed.
+    with pytest.raises(RuntimeError, match="flush"):
+        _ = staging.name
+    staging.flush()
+    replace_tables(con, [TableWrite("golden", "field_lineage", pl.DataFrame(
+        {"customer_id": [], "n": []}, schema={"customer_id": pl.String, "n": pl.Int64}),
+        "lineage")], staged={"golden.field_lineage": staging.name})
+    assert con.sql("SELECT n FROM golden.field_lineage").fetchall() == [(1,), (2,), (3,), (4,)]
+    assert _tables(con) == {"field_lineage"}
+
+
+def test_staging_of_no_rows_still_creates_the_columns(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    staging = Staging(con, "golden", "customers", rows_per_commit=10)
+    staging.append(pl.DataFrame(schema={"customer_id": pl.String, "n": pl.Int64}))
+    staging.flush()
+    assert con.sql(f"DESCRIBE {staging.name}").fetchall()[0][:2] == ("customer_id", "VARCHAR")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 WAREHOUSE_FILE = "cdi.duckdb"
 
@@ -76,6 +77,13 @@ def writer_lock(lock_path: Path, timeout_s: float = 3600.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _arrow(frame: pl.DataFrame) -> pa.Table:
+    """The frame as Arrow for DuckDB to scan. Newest compat level: strings stay string views
+    (zero copy); the default converts every string to a large_string, which for millions of
+    lineage rows took longer than DuckDB's own insert."""
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def _comment(con: duckdb.DuckDBPyConnection, table: str, write: TableWrite | PartitionWrite):
@@ -140,7 +148,7 @@ def write_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite
     with its own changes)."""
     for i, write in enumerate(writes):
         view = f"__cdi_partition_{i}"
-        con.register(view, write.frame.to_arrow())
+        con.register(view, _arrow(write.frame))
         schema = quote_identifier(write.schema)
         table = f"{schema}.{quote_identifier(write.name)}"
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -218,7 +226,7 @@ def write_all(
                             f"{quote_identifier(write.name)}")
             else:
                 view = f"__cdi_incoming_{i}"
-                con.register(view, write.frame.to_arrow())
+                con.register(view, _arrow(write.frame))
                 con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
                 con.unregister(view)
             _comment(con, table, write)
@@ -226,8 +234,8 @@ def write_all(
             table = f"{quote_identifier(write.schema)}.{quote_identifier(write.name)}"
             keys = write.delete_keys if write.delete_keys is not None else write.frame
             key_view, row_view = f"__cdi_keys_{i}", f"__cdi_rows_{i}"
-            con.register(key_view, keys.select(write.key_columns).unique().to_arrow())
-            con.register(row_view, write.frame.to_arrow())
+            con.register(key_view, _arrow(keys.select(write.key_columns).unique()))
+            con.register(row_view, _arrow(write.frame))
             columns = ", ".join(quote_identifier(c) for c in write.key_columns)
             con.execute(
                 f"DELETE FROM {table} WHERE ({columns}) IN (SELECT ({columns}) FROM {key_view})"
@@ -255,31 +263,63 @@ def _streamed(write: TableWrite) -> bool:
 class Staging:
     """A staging table beside its target, filled one committed batch at a time (so no
     transaction holds the rows in memory) and swapped in by `write_all(staged=...)`.
-    Whoever fills it drops it when something fails before the swap."""
+    Whoever fills it drops it when something fails before the swap.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, schema: str, name: str) -> None:
+    With `rows_per_commit`, batches are held until they add up to that many rows and then
+    committed as one insert (`flush` commits what is held). Many small commits cost DuckDB
+    far more than their rows: every insert leaves a part-filled row group that a checkpoint
+    merges again, and an insert below a row group (122,880 rows) goes through the
+    write-ahead log and makes its commit checkpoint. Held batches are memory, so the caller
+    picks the trade."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, schema: str, name: str,
+                 rows_per_commit: int = 0) -> None:
         self._con = con
         self.qualified_target = f"{schema}.{name}"
-        self.name = f"{quote_identifier(schema)}.{quote_identifier(STAGING_PREFIX + name)}"
+        self._name = f"{quote_identifier(schema)}.{quote_identifier(STAGING_PREFIX + name)}"
         self._created = False
+        self._rows_per_commit = rows_per_commit
+        self._held: list[pl.DataFrame] = []
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
         # What a killed run left behind is nobody's data any more.
-        con.execute(f"DROP TABLE IF EXISTS {self.name}")
+        con.execute(f"DROP TABLE IF EXISTS {self._name}")
+
+    @property
+    def name(self) -> str:
+        """Qualified name of the staging table (for `write_all(staged=...)`)."""
+        if self._held:
+            # Swapping in now would lose the held rows without a word.
+            raise RuntimeError(f"staging of {self.qualified_target} holds rows: flush() first")
+        return self._name
 
     def append(self, frame: pl.DataFrame) -> None:
-        """Add one batch (committed on its own)."""
-        self._con.register("__cdi_batch", frame.to_arrow())
+        """Add one batch: committed on its own, or held until `rows_per_commit` rows are."""
+        if self._held and frame.schema != self._held[0].schema:
+            self.flush()  # one insert takes one schema; INSERT BY NAME reconciles the rest
+        self._held.append(frame)
+        if sum(f.height for f in self._held) >= self._rows_per_commit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the held batches as one insert."""
+        if not self._held:
+            return
+        frame = self._held[0] if len(self._held) == 1 else pl.concat(self._held)
+        self._con.register("__cdi_batch", _arrow(frame))
         try:
-            verb = (f"INSERT INTO {self.name} BY NAME SELECT * FROM __cdi_batch" if self._created
-                    else f"CREATE TABLE {self.name} AS SELECT * FROM __cdi_batch")
+            verb = (f"INSERT INTO {self._name} BY NAME SELECT * FROM __cdi_batch"
+                    if self._created
+                    else f"CREATE TABLE {self._name} AS SELECT * FROM __cdi_batch")
             self._con.execute(verb)
             self._created = True
+            self._held = []
         finally:
             self._con.unregister("__cdi_batch")
 
     def drop(self) -> None:
-        """Remove the staging table (after a failure)."""
-        self._con.execute(f"DROP TABLE IF EXISTS {self.name}")
+        """Remove the staging table and forget held rows (after a failure)."""
+        self._held = []
+        self._con.execute(f"DROP TABLE IF EXISTS {self._name}")
 
 
 def stage_table(con: duckdb.DuckDBPyConnection, write: TableWrite) -> str:
