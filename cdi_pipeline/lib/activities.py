@@ -19,7 +19,7 @@ from cdi_pipeline.lib.cleaning import balance
 from cdi_pipeline.lib.contracts import ACTIVITY_COLUMNS, QUARANTINE_COLUMNS, empty_frame
 from cdi_pipeline.lib.registry import Source
 from cdi_pipeline.lib.standardise import parse_datetimes
-from cdi_pipeline.lib.standardise.text import squish, strip_control_chars
+from cdi_pipeline.lib.standardise.text import squish_controls
 
 EVENT_RULE_MESSAGES: dict[str, str] = {
     "event_id_missing": "the event has no record id, so it cannot be referenced",
@@ -52,7 +52,7 @@ class ActivityResult:
 
 
 def _text(column: str) -> pl.Expr:
-    return squish(strip_control_chars(pl.col(column).cast(pl.String)))
+    return squish_controls(pl.col(column).cast(pl.String))
 
 
 def parse_amount(expr: pl.Expr) -> pl.Expr:
@@ -142,7 +142,12 @@ def clean_activity(raw: pl.DataFrame, source: Source, run_id: str) -> ActivityRe
     kept = judged.filter(pl.col("_event_rule").is_null())
     rejected = judged.filter(pl.col("_event_rule").is_not_null())
 
-    delivered = raw.select(
+    # Only held-back events need their values as delivered: encode those rows, not all.
+    delivered = raw.join(
+        rejected.select(pl.col("source_row_number").alias("_row_number")),
+        on="_row_number",
+        how="semi",
+    ).select(
         pl.col("_row_number").alias("source_row_number"),
         pl.struct([pl.col(c).cast(pl.String) for c in activity.columns()])
         .struct.json_encode()

@@ -31,7 +31,7 @@ from cdi_pipeline.lib.standardise import (
     standardise_names,
     standardise_phone,
 )
-from cdi_pipeline.lib.standardise.text import squish, strip_control_chars
+from cdi_pipeline.lib.standardise.text import squish_controls
 
 DEFAULT_TRUST = 99
 MAX_TEXT_LENGTH = 500
@@ -88,7 +88,7 @@ class CleanResult:
 
 
 def _text(expr: pl.Expr) -> pl.Expr:
-    return squish(strip_control_chars(expr.cast(pl.String)))
+    return squish_controls(expr.cast(pl.String))
 
 
 def id_text(expr: pl.Expr) -> pl.Expr:
@@ -141,14 +141,19 @@ def _canonical_input(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
 def _too_long(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Null over-long text values (they are junk, not data) and report them."""
     long_cols = [f for f in _TEXT_FIELDS if frame.schema[f] == pl.String]
-    flags = frame.select(
+    too_long = [pl.col(f).str.len_chars() > MAX_TEXT_LENGTH for f in long_cols]
+    # Over-long values are rare: unpivoting only their rows saves copying every text value
+    # of every row into the long format just to drop it again.
+    pairs = list(zip(long_cols, too_long, strict=True))
+    flags = frame.filter(pl.any_horizontal(too_long)).select(
         "source_record_id",
         "source_row_number",
-        *[
-            pl.when(pl.col(f).str.len_chars() > MAX_TEXT_LENGTH).then(pl.col(f)).alias(f)
-            for f in long_cols
-        ],
+        *[pl.when(long).then(pl.col(f)).alias(f) for f, long in pairs],
     )
+    if flags.height:
+        frame = frame.with_columns(
+            pl.when(long).then(None).otherwise(pl.col(f)).alias(f) for f, long in pairs
+        )
     issues = (
         flags.unpivot(
             index=["source_record_id", "source_row_number"],
@@ -159,13 +164,6 @@ def _too_long(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .drop_nulls("offending_value")
         .with_columns(pl.lit("value_too_long").alias("rule"))
     )
-    frame = frame.with_columns(
-        pl.when(pl.col(f).str.len_chars() > MAX_TEXT_LENGTH)
-        .then(None)
-        .otherwise(pl.col(f))
-        .alias(f)
-        for f in long_cols
-    )
     return frame, issues
 
 
@@ -175,21 +173,26 @@ def _value_issues(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
     for issue_column, fields in _ISSUE_FIELDS.items():
         if issue_column not in after.columns:
             continue
+        # Failed values are few: select their rows before building anything per row.
+        failed = after.get_column(issue_column).is_not_null()
+        rows = before.filter(failed)
         if len(fields) == 1:
-            offending = before.get_column(fields[0]).cast(pl.String)
+            offending = rows.get_column(fields[0]).cast(pl.String)
         else:
             # Names fail as a whole set of parts: keep all parts as delivered.
-            offending = before.select(pl.struct(list(fields)).struct.json_encode()).to_series()
+            offending = rows.select(pl.struct(list(fields)).struct.json_encode()).to_series()
         part = pl.DataFrame(
             {
-                "source_record_id": before.get_column("source_record_id"),
-                "source_row_number": before.get_column("source_row_number"),
-                "field": pl.Series([fields[0] if len(fields) == 1 else "name"] * before.height),
-                "rule": after.get_column(issue_column),
+                "source_record_id": rows.get_column("source_record_id"),
+                "source_row_number": rows.get_column("source_row_number"),
+                "field": pl.repeat(
+                    fields[0] if len(fields) == 1 else "name", rows.height, eager=True
+                ),
+                "rule": after.get_column(issue_column).filter(failed),
                 "offending_value": offending,
             },
             schema_overrides={"field": pl.String, "rule": pl.String},
-        ).drop_nulls("rule")
+        )
         parts.append(part)
     if not parts:
         return pl.DataFrame(

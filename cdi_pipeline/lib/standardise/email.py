@@ -8,6 +8,7 @@ from cdi_pipeline.lib.standardise.text import (
     derive_on_unique,
     ensure_utf8_columns,
     keep_previous_issue,
+    null_if_empty,
 )
 
 # Typos seen in Dutch customer data; keys are lowercase domains, values the intended domain.
@@ -95,7 +96,7 @@ def _derive(df: pl.DataFrame) -> pl.DataFrame:
             .alias(_TMP + "trim")
         )
         .with_columns(
-            pl.when(trimmed.str.len_bytes() > 0).then(trimmed).alias(_TMP + "trim"),
+            null_if_empty(trimmed).alias(_TMP + "trim"),
         )
         .with_columns(
             pl.concat_str([local, pl.lit("@"), fixed_domain]).alias(_TMP + "fixed"),

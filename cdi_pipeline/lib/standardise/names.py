@@ -17,6 +17,7 @@ from cdi_pipeline.lib.standardise.text import (
     fold_accents,
     letters_key,
     normalise_punctuation,
+    null_if_empty,
     squish,
 )
 
@@ -157,7 +158,7 @@ def _prepare(lf: pl.LazyFrame, src: str, value_col: str, issue_col: str) -> pl.L
     # "dhr" and match every other "dhr." in the support desk.
     text = clean_text(pl.col(src)).str.replace(_SALUTATION_PATTERN, "")
     return (
-        lf.with_columns(pl.when(text != "").then(text).alias(_TMP + "clean"))
+        lf.with_columns(null_if_empty(text).alias(_TMP + "clean"))
         .with_columns(issue.alias(issue_col))
         .with_columns(
             pl.when(pl.col(issue_col).is_null()).then(_strip_name_chars(cleaned)).alias(value_col)
@@ -307,12 +308,31 @@ def _derive_full(df: pl.DataFrame) -> pl.DataFrame:
             pl.coalesce(lead.struct.field("p"), trail.struct.field("p"), mid.struct.field("p"))
         )
     )
-    lf = lf.with_columns(
-        given.alias(_U + "given"), surname.alias(_U + "surname"), prefix.alias(_U + "p")
+    split = lf.select(
+        "full_name",
+        _U + "value",
+        _U + "issue",
+        given.alias(_U + "given"),
+        surname.alias(_U + "surname"),
+        prefix.alias(_U + "p"),
+    ).collect()
+    # Whole names are nearly all distinct, their given names and surnames are not: the
+    # features of each part are derived once per distinct part.
+    split = derive_on_unique(
+        split,
+        [_U + "given"],
+        lambda d: _given_features(d.lazy(), _U + "given", _U)
+        .select(_U + "given", *[_U + c for c in _GIVEN_OUT])
+        .collect(),
     )
-    lf = _given_features(lf, _U + "given", _U)
-    out = _surname_features(lf, _U + "surname", _U + "p", _U)
-    return out.select(
+    split = derive_on_unique(
+        split,
+        [_U + "surname", _U + "p"],
+        lambda d: _surname_features(d.lazy(), _U + "surname", _U + "p", _U).select(
+            _U + "surname", _U + "p", *[_U + c for c in _SURNAME_OUT]
+        ),
+    )
+    return split.select(
         "full_name", *[_U + c for c in ["value", "issue", *_GIVEN_OUT, *_SURNAME_OUT]]
     )
 
@@ -424,7 +444,7 @@ def standardise_names(df: pl.DataFrame) -> pl.DataFrame:
         ignore_nulls=True,
     )
     out = out.with_columns(
-        pl.when(full_display.str.len_bytes() > 0).then(full_display).alias("full_name")
+        null_if_empty(full_display).alias("full_name")
     )
     result = out.select(OUTPUT_COLUMNS).collect()
     return df.with_columns(result.get_columns()).select(

@@ -12,7 +12,11 @@ from phonenumbers import (
     region_code_for_country_code,
 )
 
-from cdi_pipeline.lib.standardise.text import ensure_utf8_columns, keep_previous_issue
+from cdi_pipeline.lib.standardise.text import (
+    ensure_utf8_columns,
+    keep_previous_issue,
+    null_if_empty,
+)
 
 _TMP = "__ph_"
 # phonenumbers refuses longer input anyway; cutting early keeps junk values cheap.
@@ -187,12 +191,13 @@ def _lookup_fast(keys: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             continue
         idd = pl.col(num).str.extract(f"^((?:{md.international_prefix or 'NonMatch'}))", 1)
         rest = pl.col(num).str.slice(idd.str.len_chars())
-        group = group.with_columns(
+        # Lazily, so the IDD regex that four of these columns refer to runs once.
+        group = group.lazy().with_columns(
             (idd.is_not_null() & ~rest.str.starts_with("0")).alias("has_idd"),
             (idd.str.len_chars() == 0).fill_null(False).alias("empty_idd"),
             rest.alias("d"),
             pl.col(num).str.starts_with(str(md.country_code)).alias("starts_cc"),
-        )
+        ).collect()
         slow.append(group.filter(pl.col("empty_idd")).select(num, region))
         group = group.filter(~pl.col("empty_idd"))
         international.append(
@@ -260,7 +265,8 @@ def _lookup_fast(keys: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         if nsn is None:
             slow.append(group.select(num, region))
             continue
-        group = group.with_columns(nsn.alias("nsn"))
+        # Lazily, so the prefix regexes that `nsn` refers to several times run once.
+        group = group.lazy().with_columns(nsn.alias("nsn")).collect()
         bad_length = (pl.col("nsn").str.len_chars() < 2) | (pl.col("nsn").str.len_chars() > 17)
         invalid(group.filter(bad_length))
         parsed.append(group.filter(~bad_length))
@@ -268,7 +274,8 @@ def _lookup_fast(keys: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     if parsed:
         for (code,), group in pl.concat(parsed).partition_by("cc", as_dict=True).items():
             kind = _type_for_country(pl.col("nsn"), int(code))
-            group = group.with_columns(kind.alias(_TMP + "type"))
+            # Lazily: the type chain tests the fixed-line and mobile patterns more than once.
+            group = group.lazy().with_columns(kind.alias(_TMP + "type")).collect()
             done.append(
                 group.select(
                     num,
@@ -302,7 +309,7 @@ def _keys(df: pl.DataFrame, default_region: str) -> pl.DataFrame:
     region = pl.lit(default_region.strip().upper())
     if "phone_region" in df.columns:
         given = pl.col("phone_region").cast(pl.Utf8).str.strip_chars().str.to_uppercase()
-        region = pl.coalesce(pl.when(given.str.len_bytes() > 0).then(given), region)
+        region = pl.coalesce(null_if_empty(given), region)
     raw = pl.col("phone").str.replace_all(r"[\p{Cc}\p{Cf}]", "").str.strip_chars()
     # Formatting characters carry no information for parsing; dropping them first merges
     # "06-12345678" and "06 1234 5678" into one distinct value to look up.
@@ -315,7 +322,7 @@ def _keys(df: pl.DataFrame, default_region: str) -> pl.DataFrame:
     return (
         df.lazy()
         .select(
-            pl.when(raw.str.len_bytes() > 0).then(raw).alias(_TMP + "raw"),
+            null_if_empty(raw).alias(_TMP + "raw"),
             region.alias(_TMP + "region"),
         )
         .with_columns(normalised.alias(_TMP + "num"))

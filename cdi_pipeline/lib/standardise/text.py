@@ -40,11 +40,17 @@ _HYPHENS = {
 }
 
 
+def null_if_empty(expr: pl.Expr) -> pl.Expr:
+    """The text, with empty strings as null."""
+    # Not `when(x.str.len_bytes() > 0).then(x)`: an eager select evaluates `x` (a chain of
+    # regexes) twice there, and the when/then copies every value once more.
+    return expr.replace("", None)
+
+
 def squish(expr: pl.Expr) -> pl.Expr:
     """Trim, collapse internal whitespace to one space and turn empty strings into null."""
     # Only touching runs and non-space whitespace is ~3x faster than rewriting every space.
-    out = expr.str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars()
-    return pl.when(out.str.len_bytes() > 0).then(out)
+    return null_if_empty(expr.str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars())
 
 
 def strip_control_chars(expr: pl.Expr) -> pl.Expr:
@@ -53,6 +59,14 @@ def strip_control_chars(expr: pl.Expr) -> pl.Expr:
     return expr.str.replace_all(r"[\t\n\r\x0B\x0C\x85\u2028\u2029]", " ").str.replace_all(
         r"[\p{Cc}\p{Cf}]", ""
     )
+
+
+def squish_controls(expr: pl.Expr) -> pl.Expr:
+    """`squish(strip_control_chars(expr))` in one regex pass fewer."""
+    # The controls that are whitespace (tab, newline, NEL) are the ones strip_control_chars
+    # turns into a space; squish turns them into a space anyway, so only the others need
+    # removing first. Same result, a third less work on every raw text value.
+    return squish(expr.str.replace_all(r"[[\p{Cc}\p{Cf}]--\s]", ""))
 
 
 def fold_accents(expr: pl.Expr) -> pl.Expr:
@@ -77,8 +91,9 @@ def clean_text(expr: pl.Expr) -> pl.Expr:
 def letters_key(expr: pl.Expr, *, digits: bool = False) -> pl.Expr:
     """Matching key: lowercase, accents folded, only letters (and optionally digits); '' -> null."""
     keep = r"[^\p{L}\p{N}]" if digits else r"[^\p{L}]"
-    out = fold_accents(expr.str.to_lowercase()).str.to_lowercase().str.replace_all(keep, "")
-    return pl.when(out.str.len_bytes() > 0).then(out)
+    return null_if_empty(
+        fold_accents(expr.str.to_lowercase()).str.to_lowercase().str.replace_all(keep, "")
+    )
 
 
 def proper_case(expr: pl.Expr, fix: Callable[[pl.Expr], pl.Expr] | None = None) -> pl.Expr:
