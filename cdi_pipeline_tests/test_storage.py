@@ -7,7 +7,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from cdi_pipeline.lib.storage import STAGING_PREFIX, Staging, TableWrite, replace_tables
+from cdi_pipeline.lib.storage import (
+    STAGING_PREFIX,
+    Staging,
+    TableWrite,
+    replace_tables,
+    stage_table,
+)
 
 
 def _batches(values: list[int], fail_after: int | None = None) -> Iterator[pl.DataFrame]:
@@ -92,3 +98,23 @@ def test_staging_of_no_rows_still_creates_the_columns(tmp_path: Path) -> None:
     staging.append(pl.DataFrame(schema={"customer_id": pl.String, "n": pl.Int64}))
     staging.flush()
     assert con.sql(f"DESCRIBE {staging.name}").fetchall()[0][:2] == ("customer_id", "VARCHAR")
+
+
+def test_stage_table_commits_held_batches_and_drops_them_on_failure(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    lineage = {"customer_id": "the id", "n": "a number"}
+    first = pl.DataFrame({"customer_id": ["C1"], "n": [1]})
+    # Four rows under a commit size of ten: all of them are held to the end, then committed.
+    write = TableWrite("golden", "field_lineage", first, "lineage", lineage,
+                       more=_batches([2, 3, 4]))
+    staged = stage_table(con, write, rows_per_commit=10)
+    assert con.sql(f"SELECT n FROM {staged} ORDER BY n").fetchall() == [(1,), (2,), (3,), (4,)]
+    replace_tables(con, [write], staged={write.qualified: staged})
+    assert con.sql("SELECT count(*) FROM golden.field_lineage").fetchall() == [(4,)]
+    # A batch that fails while rows are held leaves no staging table and the old table whole.
+    failing = TableWrite("golden", "field_lineage", first, "lineage", lineage,
+                         more=_batches([5, 6], fail_after=1))
+    with pytest.raises(RuntimeError, match="killed while writing"):
+        stage_table(con, failing, rows_per_commit=10)
+    assert _tables(con) == {"field_lineage"}
+    assert con.sql("SELECT count(*) FROM golden.field_lineage").fetchall() == [(4,)]
