@@ -30,6 +30,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
 from cdi_pipeline.lib.matching.evaluation import (
     EVIDENCE_COLUMNS,
     evidence_limits,
@@ -345,7 +346,7 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
             "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'cleaned' "
             "AND table_name = 'customer_records'").fetchall()}
         wanted = ["source", "source_record_id", "first_name_key", "last_name_key",
-                  *EVIDENCE_COLUMNS, *sorted(c for c in stored if c.startswith("id_"))]
+                  *EVIDENCE_COLUMNS, *sorted(c for c in stored if c.startswith(IDENTIFIER_PREFIX))]
         evidence_records = con.sql(
             f"SELECT {', '.join(map(quote_identifier, wanted))} "
             "FROM cleaned.customer_records").pl()

@@ -39,3 +39,27 @@ def test_evidence_limits_on_a_hand_checked_set() -> None:
     # would be attached rightly, G and H wrongly.
     assert figures["lone_name_attach_candidates"] == 4
     assert figures["lone_name_attach_precision"] == pytest.approx(1 / 2)
+
+
+def test_records_attached_from_two_customers_also_pair_with_each_other() -> None:
+    rows = [
+        # record, customer, email: one person in three customers
+        ("I", "c7", "i@x.nl"),
+        ("J", "c7", None),
+        ("K", "c8", "i@x.nl"),  # split; shares I's e-mail
+        ("L", "c9", "i@x.nl"),  # split from another customer; shares it too
+    ]
+    frame = pl.DataFrame(rows, schema=["source_record_id", "customer_id", "email"],
+                         orient="row").with_columns(
+        pl.lit("crm").alias("source"), pl.lit("P5").alias("person_id"),
+        pl.lit(None, pl.String).alias("phone"), pl.lit(None, pl.Date).alias("date_of_birth"),
+        pl.lit(None, pl.String).alias("postcode"), pl.lit(None, pl.String).alias("first_name_key"),
+        pl.lit(None, pl.String).alias("last_name_key"))
+    figures = evidence_limits(
+        frame.drop("person_id", "customer_id"),
+        frame.select("source", "source_record_id", "customer_id"),
+        frame.select("source", "source_record_id", "person_id"),
+    )
+    # Six true pairs, I-J found. Attaching K and L to c7 adds I-K, J-K, I-L, J-L and K-L.
+    assert figures["recall_if_value_shared_attached"] == pytest.approx(1.0)
+    assert figures["split_records_name_only_share"] == pytest.approx(0.0)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
+
 TRUTH_COLUMNS = ("source", "source_record_id", "person_id")
 
 
@@ -106,7 +108,6 @@ def pair_errors(
 # Values that identify a person beyond their name. A split record that shares none of them
 # with its person's other records is tied to them by its name alone.
 EVIDENCE_COLUMNS = ("email", "phone", "date_of_birth", "postcode")
-IDENTIFIER_PREFIX = "id_"
 
 
 def evidence_limits(records: pl.DataFrame, assignment: pl.DataFrame,
@@ -151,7 +152,14 @@ def evidence_limits(records: pl.DataFrame, assignment: pl.DataFrame,
               on=["person_id", column], how="semi").select(keys)
         for column in (*evidence, "email_local")
     ]).unique()
-    recovered = split.join(shared, on=keys, how="semi").get_column("main_n").sum()
+    moved = split.join(shared, on=keys, how="semi")
+    # Pairs gained: each moved record with the main customer's records, and moved records of
+    # one person with each other when they came from different customers.
+    from_customer = moved.group_by("person_id", "customer_id").len()
+    of_person = from_customer.group_by("person_id").agg(pl.col("len").sum())
+    recovered = (moved.get_column("main_n").sum()
+                 + (of_person.select(_pairs(pl.col("len"))).item() or 0.0)
+                 - (from_customer.select(_pairs(pl.col("len"))).item() or 0.0))
 
     scores = score_clusters(assignment, truth)
     actual = (joined.group_by("person_id").len()
