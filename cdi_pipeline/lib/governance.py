@@ -317,9 +317,10 @@ def purge_rows(
                     ).fetchall()
                 }
                 raw_rows = _raw_rowids(con, schema, name, targets, registry)
-                if raw_rows is not None:
+                raw_hit = raw_rows is not None and raw_rows.height > 0
+                if raw_hit:
                     con.register("__erase_raw_rows", raw_rows.to_arrow())
-                conditions = _conditions(columns, raw_rows is not None and raw_rows.height > 0)
+                conditions = _conditions(columns, raw_hit)
                 if not conditions:
                     continue
                 qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
@@ -328,10 +329,10 @@ def purge_rows(
                 ).fetchall()[0][0]
                 if count:
                     removed[table] = int(count)
-                if raw_rows is not None:
-                    con.unregister("__erase_raw_rows")
+                con.unregister("__erase_raw_rows")
     finally:
-        for view in ("__erase_records", "__erase_events", "__erase_ids"):
+        # Unregistering a name that is not registered is a no-op in DuckDB.
+        for view in ("__erase_records", "__erase_events", "__erase_ids", "__erase_raw_rows"):
             con.unregister(view)
     return removed
 
