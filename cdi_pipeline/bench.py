@@ -421,8 +421,9 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
         "## Against a lean Splink script",
         "",
         "`python -m cdi_pipeline.bench_baseline` on the same cleaned records, right after "
-        "full_refresh, each in its own process: six comparisons with library defaults, six "
-        "blocking rules, EM on birth date and email, predict, connected components at the "
+        "full_refresh, each in its own process: the six person fields and any identifiers "
+        "the data populates, with library defaults, blocking rules on them, EM on birth date "
+        "and email, predict, connected components at the "
         "same threshold; no rules, overrides, guards, stable ids or downstream layers. "
         "`full_refresh_x` is full_refresh's wall time (raw to published) over the script's "
         "train + predict + cluster time; `matching_layer_x` the same for the matching layer.",
