@@ -12,7 +12,7 @@ export _RJEM_MALLOC_CONF ?= background_thread:true,dirty_decay_ms:1000,muzzy_dec
 PERSONS ?= 43000
 SEED ?= 7
 
-.PHONY: install run test test-all ui data bench clean
+.PHONY: install run test test-all ui data bench bench-accuracy clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -56,6 +56,11 @@ data: install
 # in-process, write benchmarks/results/full_refresh_<size>.md.
 bench: install
 	$(BIN)/python -m cdi_pipeline.bench --persons $(PERSONS) --seed $(SEED)
+
+# Accuracy on every data set of the benchmark (bundled, minimal, FEBRL3, FEBRL4 and two sets
+# with foreign noise), each beside the lean Splink script: benchmarks/results/accuracy.md.
+bench-accuracy: install
+	$(BIN)/python -m cdi_pipeline.bench_accuracy
 
 clean:
 	rm -rf data/warehouse $(DAGSTER_HOME)

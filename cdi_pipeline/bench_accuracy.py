@@ -151,7 +151,7 @@ def run_child(registry: Path, warehouse: Path) -> None:
             message = (error.message if error else "").strip().splitlines()
             stops.append(f"{event.step_key}: {message[0] if message else '(no message)'}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
+            evaluation = event.asset_check_evaluation_data
             if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
                 stops.append(f"check {evaluation.check_name} failed")
     print(CHILD_MARK + json.dumps({

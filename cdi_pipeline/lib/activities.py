@@ -12,6 +12,7 @@ value is nulled and quarantined with scope 'value'.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -25,7 +26,8 @@ EVENT_RULE_MESSAGES: dict[str, str] = {
     "event_id_missing": "the event has no record id, so it cannot be referenced",
     "event_customer_missing": "the event does not name the customer record it belongs to",
     "event_date_unparsable": "the event date is missing or does not match the declared format",
-    "event_date_out_of_range": "the event date lies before 1900 or in the future",
+    "event_date_out_of_range": "the event date lies before gates.event_date_earliest (default "
+    "1900-01-01) or in the future",
     "amount_invalid": "the order amount is missing or not a number (expected e.g. 12.50)",
     "consent_unknown": "not a known opt-in value (expected ja/nee, yes/no, true/false, 1/0)",
 }
@@ -78,7 +80,8 @@ def _consent(expr: pl.Expr) -> pl.Expr:
                                                   return_dtype=pl.Boolean)
 
 
-def clean_activity(raw: pl.DataFrame, source: Source, run_id: str) -> ActivityResult:
+def clean_activity(raw: pl.DataFrame, source: Source, run_id: str,
+                   earliest: date = date(1900, 1, 1)) -> ActivityResult:
     """One raw source table's rows as events, plus quarantine rows for what was held back."""
     activity = source.activity
     if activity is None:
@@ -112,7 +115,7 @@ def clean_activity(raw: pl.DataFrame, source: Source, run_id: str) -> ActivityRe
         base.schema["occurred_at"], pl.Datetime
     ):
         base = base.with_columns(_text("occurred_at").alias("occurred_at"))
-    parsed = parse_datetimes(base, "occurred_at", fmt).with_columns(
+    parsed = parse_datetimes(base, "occurred_at", fmt, earliest=earliest).with_columns(
         (
             parse_amount(pl.col("amount_text"))
             if activity.amount

@@ -21,7 +21,13 @@ from cdi_pipeline.lib.contracts import (
     IDENTIFIER_PREFIX,
     QUARANTINE_COLUMNS,
 )
-from cdi_pipeline.lib.registry import CANONICAL_FIELDS, Source
+from cdi_pipeline.lib.registry import (
+    CANONICAL_FIELDS,
+    DEFAULT_BIRTH_DATE_EARLIEST,
+    DEFAULT_IDENTIFIABLE_WHEN,
+    Gates,
+    Source,
+)
 from cdi_pipeline.lib.standardise import (
     parse_dates,
     standardise_address,
@@ -49,14 +55,17 @@ RULE_MESSAGES: dict[str, str] = {
     "date_unparsable": "does not match the source's declared date format",
     "date_ambiguous": "the source declares no date format and the value is not ISO (YYYY-MM-DD), "
     "so day and month cannot be told apart",
-    "date_out_of_range": "date of birth before 1900 or in the future",
+    "date_out_of_range": "date of birth outside the valid range (registry keys "
+    "gates.birth_date_earliest and gates.birth_date_latest; default 1600-01-01 to the run's "
+    "date)",
     "name_no_letters": "a name without any letters",
     "name_too_long": "a name longer than 100 characters",
     "name_looks_like_code": "a name holding SQL or script text (injected, not a name)",
     "value_too_long": f"a value longer than {MAX_TEXT_LENGTH} characters",
     "record_id_missing": "the record has no record id, so it cannot be referenced or updated",
-    "record_unidentifiable": "no identifying value left (needs an email, a phone, an identifier, "
-    "or a surname with a given name, initials, birth date or postcode)",
+    "record_unidentifiable": "no identifying combination of values left (registry key "
+    "gates.identifiable_when; default: an email, a phone, an identifier, a given name with a "
+    "surname, or a name with a birth date, postcode, city or street)",
 }
 
 # Issue column produced by a standardiser -> canonical field(s) whose raw value it judges.
@@ -207,42 +216,64 @@ def _value_issues(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts, how="vertical_relaxed")
 
 
-def _identifiable(identifier_columns: list[str]) -> pl.Expr:
-    surname = pl.col("last_name_key").is_not_null()
-    with_second = (
-        pl.col("first_name_key").is_not_null()
-        | pl.col("initials").is_not_null()
-        | pl.col("date_of_birth").is_not_null()
-        | pl.col("postcode").is_not_null()
+# The cleaned column that carries each part `gates.identifiable_when` may name.
+_IDENTIFYING_COLUMNS = {"last_name": "last_name_key", "street": "street_key", "city": "city_key"}
+
+
+def _present(part: str, identifier_columns: list[str]) -> pl.Expr:
+    if part == "first_name":
+        # "M. Peters": an initial stands for the given name.
+        return pl.col("first_name_key").is_not_null() | pl.col("initials").is_not_null()
+    if part == "name":
+        return pl.any_horizontal(pl.col(c).is_not_null()
+                                 for c in ("first_name_key", "initials", "last_name_key"))
+    if part == "identifier":
+        return pl.any_horizontal([pl.lit(False), *(pl.col(c).is_not_null()
+                                                   for c in identifier_columns)])
+    if part == "full_name":
+        return pl.col("first_name_key").is_not_null() | pl.col("last_name_key").is_not_null()
+    return pl.col(_IDENTIFYING_COLUMNS.get(part, part)).is_not_null()
+
+
+def _identifiable(identifier_columns: list[str],
+                  when: tuple[tuple[str, ...], ...] = DEFAULT_IDENTIFIABLE_WHEN) -> pl.Expr:
+    """True for a record holding every part of at least one entry of `when`."""
+    return pl.any_horizontal(
+        pl.all_horizontal(_present(part, identifier_columns) for part in entry)
+        for entry in when
     )
-    strong = pl.col("email").is_not_null() | pl.col("phone").is_not_null()
-    for col in identifier_columns:
-        strong = strong | pl.col(col).is_not_null()
-    return strong | (surname & with_second)
 
 
 def standardise_records(
-    frame: pl.DataFrame, default_country: str, date_format: str | None, today: date
+    frame: pl.DataFrame, default_country: str, date_format: str | None, today: date,
+    earliest: date = DEFAULT_BIRTH_DATE_EARLIEST,
 ) -> pl.DataFrame:
-    """Apply every standardiser to a frame of canonical text columns."""
+    """Apply every standardiser to a frame of canonical text columns; birth dates outside
+    [earliest, today] are nulled with an issue."""
     out = standardise_names(frame)
     out = standardise_email(out)
     out = standardise_phone(out, default_region=default_country)
     out = standardise_gender(out)
     out = standardise_country(out)
     out = standardise_address(out, default_country=default_country)
-    return parse_dates(out, "date_of_birth", date_format, today=today)
+    return parse_dates(out, "date_of_birth", date_format, today=today, earliest=earliest)
 
 
 def clean_source(
-    raw: pl.DataFrame, source: Source, run_id: str, today: date | None = None
+    raw: pl.DataFrame, source: Source, run_id: str, today: date | None = None,
+    gates: Gates | None = None,
 ) -> CleanResult:
-    """Turn one raw source table into canonical records and quarantine rows."""
+    """Turn one raw source table into canonical records and quarantine rows, under the
+    source's `gates` (validity ranges, identifiability; `Registry.gates_for`)."""
     today = today or date.today()
+    gates = gates or Gates()
     country = source.country or "NL"
     canonical = _canonical_input(raw, source)
     canonical, long_issues = _too_long(canonical)
-    standardised = standardise_records(canonical, country, source.date_format, today)
+    standardised = standardise_records(
+        canonical, country, source.date_format, gates.birth_date_latest or today,
+        gates.birth_date_earliest,
+    )
     value_issues = pl.concat(
         [long_issues, _value_issues(canonical, standardised)], how="diagonal_relaxed"
     )
@@ -251,7 +282,7 @@ def clean_source(
     judged = standardised.with_columns(
         pl.when(pl.col("source_record_id").is_null())
         .then(pl.lit("record_id_missing"))
-        .when(~_identifiable(identifier_columns))
+        .when(~_identifiable(identifier_columns, gates.identifiable_when))
         .then(pl.lit("record_unidentifiable"))
         .alias("_record_rule")
     )

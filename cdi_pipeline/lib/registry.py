@@ -129,6 +129,80 @@ class Activity(_Strict):
         return [c for c in cols if c is not None]
 
 
+# What `gates.identifiable_when` may name: canonical fields, `name` (a given name, initials or
+# a surname) and `identifier` (any declared identifier).
+IDENTIFYING_PARTS: tuple[str, ...] = (*CANONICAL_FIELDS, "name", "identifier")
+# Archives and genealogy hold real birth dates far before 1900; earlier than this is an error.
+DEFAULT_BIRTH_DATE_EARLIEST = date(1600, 1, 1)
+DEFAULT_IDENTIFIABLE_WHEN: tuple[tuple[str, ...], ...] = (
+    ("email",), ("phone",), ("identifier",), ("first_name", "last_name"),
+    ("name", "date_of_birth"), ("name", "postcode"), ("name", "city"), ("name", "street"),
+)
+
+
+class GateSettings(_Strict):
+    """Validity ranges and the identifiability minimum of the cleaned layer (`gates:` at
+    the top level; a source's own `gates:` overrides single keys)."""
+
+    birth_date_earliest: date | None = Field(
+        None,
+        description="A birth date before this is nulled and quarantined (default 1600-01-01: "
+        "archives and genealogy hold real dates far before 1900).",
+    )
+    birth_date_latest: date | None = Field(
+        None, description="A birth date after this is nulled (default: the run's date)."
+    )
+    event_date_earliest: date | None = Field(
+        None,
+        description="An order, ticket or sign-up dated before this is held back (default "
+        "1900-01-01).",
+    )
+    identifiable_when: list[list[str]] | None = Field(
+        None,
+        description="A record is kept when it has every part of at least one entry; parts: "
+        "canonical fields (`first_name` counts initials), `name` (given name, initials or "
+        "surname), `identifier`. Default: email; phone; identifier; given name (or initial) "
+        "and surname; a name with a birth date, "
+        "postcode, city or street.",
+    )
+
+    @field_validator("identifiable_when")
+    @classmethod
+    def _known_parts(cls, value: list[list[str]] | None) -> list[list[str]] | None:
+        for entry in value or []:
+            if not entry:
+                raise ValueError("an identifiable_when entry is empty: list the parts a "
+                                 "record must all have")
+            unknown = [part for part in entry if part not in IDENTIFYING_PARTS]
+            if unknown:
+                raise ValueError(
+                    f"identifiable_when entry {entry}: unknown part(s) {unknown}; use "
+                    f"{', '.join(IDENTIFYING_PARTS)}"
+                )
+        if value is not None and not value:
+            raise ValueError("identifiable_when needs at least one entry")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GateSettings:
+        if (self.birth_date_earliest and self.birth_date_latest
+                and self.birth_date_earliest >= self.birth_date_latest):
+            raise ValueError(
+                f"birth_date_earliest {self.birth_date_earliest} is not before "
+                f"birth_date_latest {self.birth_date_latest}"
+            )
+        return self
+
+
+class Gates(BaseModel):
+    """The gates in force for one source: its own keys over the top level's over defaults."""
+
+    birth_date_earliest: date = DEFAULT_BIRTH_DATE_EARLIEST
+    birth_date_latest: date | None = None
+    event_date_earliest: date = date(1900, 1, 1)
+    identifiable_when: tuple[tuple[str, ...], ...] = DEFAULT_IDENTIFIABLE_WHEN
+
+
 class Source(_Strict):
     """One source system's file and its mapping onto canonical fields."""
 
@@ -155,6 +229,10 @@ class Source(_Strict):
     activity: Activity | None = None
     max_rejected_share: float | None = Field(
         None, ge=0, le=1, description="Share of records rejected whole that stops the run."
+    )
+    gates: GateSettings = Field(
+        default_factory=GateSettings,
+        description="This source's validity ranges and identifiability minimum.",
     )
 
     @field_validator("name")
@@ -281,9 +359,24 @@ class MatchingConfig(_Strict):
         "likely misspelling) never end up in one customer: household members share surname, "
         "address, landline and often an email.",
     )
+    strong_agreement: list[str] = Field(
+        ["identifiers", "email_and_birth_date"],
+        description="Agreement that outweighs a birth-date or given-name conflict: "
+        "`identifiers` (any declared identifier shared), `id_<name>` (that one), "
+        "`email_and_birth_date` (the same email and birth date); [] lets conflicts always "
+        "keep records apart.",
+    )
     seed: int = Field(42, description="Seed for u sampling, so training is reproducible.")
     u_max_pairs: float = Field(2e6, gt=0, description="Random pairs sampled to estimate u.")
     em_max_pairs: float = Field(2e6, gt=0, description="Cap on blocked pairs per EM session.")
+    em_max_iterations: int = Field(
+        100, ge=1, le=10_000,
+        description="EM iterations per session before it stops unconverged (a warning).",
+    )
+    em_convergence: float = Field(
+        0.0001, gt=0, lt=1,
+        description="EM stops when no parameter moves by more than this between iterations.",
+    )
     training_rules: list[list[str]] | None = Field(
         None,
         description="EM blocking rules as lists of columns; default: chosen from the data.",
@@ -309,6 +402,14 @@ class MatchingConfig(_Strict):
             if value < self.min_pair_probability:
                 raise ValueError(
                     f"{name} {value} is below min_pair_probability {self.min_pair_probability}"
+                )
+        for kind in self.strong_agreement:
+            if kind not in ("identifiers", "email_and_birth_date") and not re.fullmatch(
+                r"id_[a-z][a-z0-9_]{0,62}", kind
+            ):
+                raise ValueError(
+                    f"strong_agreement entry {kind!r}: expected identifiers, "
+                    "email_and_birth_date or id_<identifier>"
                 )
         for rule in self.training_rules or []:
             unknown = [c for c in rule if c not in TRAINING_COLUMNS
@@ -544,6 +645,10 @@ class Registry(_Strict):
     max_rejected_share: float = Field(
         0.05, ge=0, le=1, description="Default share of records rejected whole that stops a run."
     )
+    gates: GateSettings = Field(
+        default_factory=GateSettings,
+        description="Validity ranges and identifiability minimum for every source.",
+    )
     matching: MatchingConfig = Field(
         default_factory=MatchingConfig, description="How records are matched into customers."
     )
@@ -567,6 +672,8 @@ class Registry(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {dupes}")
+        for s in self.sources:
+            self.gates_for(s)
         identity = {s.name for s in self.sources if s.is_identity}
         if not identity:
             raise ValueError("no identity source: at least one source must map canonical "
@@ -606,6 +713,24 @@ class Registry(_Strict):
     def overrides_file(self) -> Path:
         """The steward overrides CSV (it need not exist: no file means no overrides)."""
         return self.resolve(self.overrides or Path("governance/match_overrides.csv"))
+
+    def gates_for(self, source: Source) -> Gates:
+        """The gates in force for `source`: its keys, else the top level's, else defaults."""
+        chosen = {
+            key: value
+            for layer in (self.gates, source.gates)
+            for key, value in layer.model_dump(exclude_none=True).items()
+        }
+        if "identifiable_when" in chosen:
+            chosen["identifiable_when"] = tuple(tuple(e) for e in chosen["identifiable_when"])
+        gates = Gates(**chosen)
+        if gates.birth_date_latest and gates.birth_date_earliest >= gates.birth_date_latest:
+            raise ValueError(
+                f"source {source.name!r}: gates.birth_date_earliest "
+                f"{gates.birth_date_earliest} is not before gates.birth_date_latest "
+                f"{gates.birth_date_latest}"
+            )
+        return gates
 
     def rejected_share_limit(self, source: Source) -> float:
         """The share of records rejected whole that stops the run for this source."""

@@ -123,7 +123,8 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                 # Sorted by source then record id, as one table would be.
                 for source in sorted(identity, key=lambda s: s.name):
                     raw = read_table(con, "raw", source.name)
-                    result = clean_source(raw, source, run_id=run_id, today=today)
+                    result = clean_source(raw, source, run_id=run_id, today=today,
+                                          gates=registry.gates_for(source))
                     del raw
                     context.log.info(
                         f"{source.name}: {result.raw_rows} raw rows -> "
@@ -162,7 +163,9 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
                 event_results = []
                 for source in behaviour:
                     raw = read_table(con, "raw", source.name)
-                    result = clean_activity(raw, source, run_id=run_id)
+                    result = clean_activity(
+                        raw, source, run_id=run_id,
+                        earliest=registry.gates_for(source).event_date_earliest)
                     context.log.info(
                         f"{source.name}: {raw.height} raw rows -> {result.events.height} "
                         f"{source.activity.kind} events, {result.rejected_events} held back"

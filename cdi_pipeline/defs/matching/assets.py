@@ -17,7 +17,11 @@ from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.ids import HISTORY_SCHEMA, ID_MAP_SCHEMA
 from cdi_pipeline.lib.matching.rules import read_overrides
 from cdi_pipeline.lib.matching.run import match, match_fields, pair_bounds, score_pairs
-from cdi_pipeline.lib.matching.sanity import parameter_table, sanity_problems
+from cdi_pipeline.lib.matching.sanity import (
+    parameter_table,
+    sanity_problems,
+    training_warnings,
+)
 from cdi_pipeline.lib.matching.spec import derive_spec, prepare_input, read_records
 from cdi_pipeline.lib.matching.tables import (
     CLUSTER_COLUMNS,
@@ -176,8 +180,11 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             with engine.open_backend(backend_config(registry, warehouse)) as db_api:
                 settings, training = engine.train(
                     db_api, frame, spec, seed=cfg.seed, u_max_pairs=cfg.u_max_pairs,
-                    em_max_pairs=cfg.em_max_pairs,
+                    em_max_pairs=cfg.em_max_pairs, em_max_iterations=cfg.em_max_iterations,
+                    em_convergence=cfg.em_convergence,
                 )
+            for warning in training_warnings(training):
+                context.log.warning(warning)
             problems = sanity_problems(settings, training)
             if problems:
                 rejected = engine.save_model(folder, settings, spec, training, make_current=False)
@@ -185,8 +192,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                     f"the trained model {rejected.version} is implausible and was not promoted "
                     f"(kept for inspection at {rejected.path}):\n  - "
                     + "\n  - ".join(problems)
-                    + "\nCheck matching.training_rules in the registry; the previous model "
-                    "stays in use."
+                    + "\nThe previous model stays in use."
                 )
             tf_tables = engine.term_frequencies(frame, engine.tf_columns(settings))
             # Saved now, promoted last: a run that fails below leaves the old model current.
@@ -303,6 +309,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             threshold=cfg.match_threshold, review_band=cfg.review_band,
             birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
             given_name_conflict_blocks_link=cfg.given_name_conflict_blocks_link,
+            strong_agreement=cfg.strong_agreement,
             attach_min_probability=cfg.attach_min_probability,
             # Far beyond the size check's limit: stop before ids are assigned from it.
             max_component_size=10 * cfg.max_cluster_size,

@@ -8,7 +8,7 @@ from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.evaluation import pair_errors, read_truth, score_clusters
 from cdi_pipeline.lib.matching.rules import read_overrides
-from cdi_pipeline.lib.matching.sanity import sanity_problems
+from cdi_pipeline.lib.matching.sanity import sanity_problems, training_warnings
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import frame_to_markdown
 
@@ -21,18 +21,23 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         asset=MODEL,
         name="model_sanity",
         blocking=True,
-        description="The model in use has converged EM and plausible m/u on strong fields.",
+        description="The model in use has plausible m/u (stops the run); unconverged EM warns.",
     )
     def model_sanity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         model = engine.load_current_model(models_dir(warehouse))
         if model is None:
             return dg.AssetCheckResult(passed=False, description="no model has been promoted")
         problems = sanity_problems(model.splink_settings, model.training)
+        warnings = training_warnings(model.training)
+        # Unconverged EM alone is a warning: the parameters are judged by the rules above.
         return dg.AssetCheckResult(
-            passed=not problems,
-            description="plausible" if not problems else "; ".join(problems),
+            passed=not problems and not warnings,
+            severity=dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN,
+            description=("plausible" if not problems and not warnings
+                         else "; ".join(problems + warnings)),
             metadata={"model_version": dg.MetadataValue.text(model.version),
-                      "problems": dg.MetadataValue.int(len(problems))},
+                      "problems": dg.MetadataValue.int(len(problems)),
+                      "warnings": dg.MetadataValue.int(len(warnings))},
         )
 
     @dg.asset_check(

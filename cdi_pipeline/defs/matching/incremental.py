@@ -151,11 +151,13 @@ def build_incremental(registry: Registry):
                 (source.record_id,),
             ))
             if source.is_identity:
-                result = clean_source(frame, source, run_id=run_id)
+                result = clean_source(frame, source, run_id=run_id,
+                                      gates=registry.gates_for(source))
                 new_records.append(result.records)
                 quarantine_rows.append(result.quarantine)
             if source.activity is not None:
-                events = clean_activity(frame, source, run_id=run_id)
+                events = clean_activity(frame, source, run_id=run_id,
+                                        earliest=registry.gates_for(source).event_date_earliest)
                 new_events.append(events.events)
                 quarantine_rows.append(events.quarantine)
             context.log.info(f"{path}: {frame.height:,} rows for {source.name}")
@@ -445,6 +447,7 @@ def _rematch(
         threshold=cfg.match_threshold, review_band=cfg.review_band,
         birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
         given_name_conflict_blocks_link=cfg.given_name_conflict_blocks_link,
+        strong_agreement=cfg.strong_agreement,
         attach_min_probability=cfg.attach_min_probability,
         max_component_size=10 * cfg.max_cluster_size,
         run_id=run_id, model_version=model.version, now=now,

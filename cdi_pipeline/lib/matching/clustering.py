@@ -134,30 +134,82 @@ def given_names_conflict(
 
 
 # Columns of a record that tell two people apart when two records disagree on them.
-CONFLICT_COLUMNS = ("date_of_birth", "first_name_key", "first_name_canonical", "first_name_typo")
+CONFLICT_COLUMNS = ("date_of_birth", "first_name_key", "first_name_canonical", "first_name_typo",
+                    "last_name_key")
+# Columns holding a strong agreement key (`strong_agreement_keys`): two records with the same
+# value agree on something only one person has, which outweighs any conflict above.
+STRONG_PREFIX = "strong_"
+# The kinds of strong agreement (matching.strong_agreement in the registry).
+STRONG_AGREEMENTS = ("identifiers", "email_and_birth_date")
+
+
+def strong_agreement_keys(frame: pl.DataFrame, kinds: list[str] | tuple[str, ...]) -> pl.DataFrame:
+    """unique_id plus one `strong_*` column per kind of strong agreement in `kinds`.
+
+    `identifiers`: every declared identifier (`id_*` columns), each its own key; an `id_<name>`
+    entry names one identifier. `email_and_birth_date`: the email and the birth date together
+    (both present). Two records holding the same key are one person whatever else they
+    disagree on: a national id or loyalty number is not shared within a family, and a family
+    sharing an email rarely shares a birth date with it.
+    """
+    from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX  # noqa: PLC0415
+
+    identifiers = [c for c in frame.columns if c.startswith(IDENTIFIER_PREFIX)]
+    chosen = [c for c in identifiers if "identifiers" in kinds or c in kinds]
+    keys = [pl.col(c).alias(f"{STRONG_PREFIX}{c}") for c in chosen]
+    if "email_and_birth_date" in kinds and {"email", "date_of_birth"} <= set(frame.columns):
+        keys.append(pl.concat_str(pl.col("email"), pl.lit("|"),
+                                  pl.col("date_of_birth").cast(pl.String))
+                    .alias(f"{STRONG_PREFIX}email_and_birth_date"))
+    return frame.select(NODE, *keys)
+
+
+def strongly_agree(columns: list[str] | tuple[str, ...], suffix: str) -> pl.Expr:
+    """True when a row's record and the other record (columns + suffix) share a strong key."""
+    keys = [c for c in columns if c.startswith(STRONG_PREFIX)]
+    if not keys:
+        return pl.lit(False)
+    return pl.any_horizontal((pl.col(c) == pl.col(f"{c}{suffix}")).fill_null(False)
+                             for c in keys)
+
+
+def names_swapped(suffix: str, other: str) -> pl.Expr:
+    """True when one record's given name is the other's surname (the fields swapped)."""
+    return (
+        (pl.col(f"first_name_key{suffix}") == pl.col(f"last_name_key{other}"))
+        | (pl.col(f"last_name_key{suffix}") == pl.col(f"first_name_key{other}"))
+    ).fill_null(False)
 
 
 def records_conflict(columns: list[str] | tuple[str, ...], suffix: str) -> pl.Expr:
     """True when a row's record (columns) and other record (columns + suffix) are two
     people: birth dates further apart than a typo, or clearly different given names (each
-    checked only when its columns are present)."""
+    checked only when its columns are present), unless they share a strong agreement key
+    (`strong_*` columns, see `strong_agreement_keys`)."""
     checks = []
     if "date_of_birth" in columns:
         checks.append(birth_dates_conflict(pl.col("date_of_birth"),
                                            pl.col(f"date_of_birth{suffix}")))
     if "first_name_key" in columns and "first_name_canonical" in columns:
         typo = "first_name_typo" in columns
-        checks.append(given_names_conflict(
+        given = given_names_conflict(
             pl.col("first_name_key"), pl.col(f"first_name_key{suffix}"),
             pl.col("first_name_canonical"), pl.col(f"first_name_canonical{suffix}"),
             pl.col("first_name_typo") if typo else None,
             pl.col(f"first_name_typo{suffix}") if typo else None,
-        ))
-    return pl.any_horizontal(checks) if checks else pl.lit(False)
+        )
+        if "last_name_key" in columns:
+            # A given name written as the other record's surname is a swap of the two name
+            # fields ("Heron Alicia" / "Alicia Heron"), not another person.
+            given = given & ~names_swapped("", suffix)
+        checks.append(given)
+    if not checks:
+        return pl.lit(False)
+    return pl.any_horizontal(checks) & ~strongly_agree(columns, suffix)
 
 
 def _conflict_fields(fields: pl.DataFrame) -> list[str]:
-    return [c for c in CONFLICT_COLUMNS if c in fields.columns]
+    return [c for c in fields.columns if c in CONFLICT_COLUMNS or c.startswith(STRONG_PREFIX)]
 
 
 def member_conflicts(assignment: pl.DataFrame, member_fields: pl.DataFrame) -> pl.DataFrame:
@@ -165,7 +217,8 @@ def member_conflicts(assignment: pl.DataFrame, member_fields: pl.DataFrame) -> p
 
     A chain A-B-C can join A and C although nobody compared them; if their birth dates
     disagree, or their given names clearly do, they are different people, and the pair
-    becomes a cannot-link. `member_fields` holds unique_id and any of CONFLICT_COLUMNS.
+    becomes a cannot-link. `member_fields` holds unique_id, any of CONFLICT_COLUMNS and any
+    strong agreement keys.
     """
     cols = _conflict_fields(member_fields)
     members = assignment.select(NODE, "cluster_key").join(
@@ -223,7 +276,12 @@ def cluster(
         cannot_link = pl.concat(
             [
                 cannot_link.select("unique_id_l", "unique_id_r"),
-                member_conflicts(assignment, member_fields),
+                # A pair the model links directly has had its conflict weighed as evidence
+                # (the comparison levels EM estimated) and still scored a match.
+                member_conflicts(assignment, member_fields).join(
+                    links.select("unique_id_l", "unique_id_r"),
+                    on=["unique_id_l", "unique_id_r"], how="anti",
+                ),
             ]
         ).unique()
     violated = (

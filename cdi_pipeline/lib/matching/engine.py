@@ -27,7 +27,12 @@ import pyarrow as pa
 from splink import Linker, block_on
 
 from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
-from cdi_pipeline.lib.matching.spec import ModelSpec, splink_settings
+from cdi_pipeline.lib.matching.spec import (
+    EM_CONVERGENCE,
+    EM_MAX_ITERATIONS,
+    ModelSpec,
+    splink_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -492,13 +497,16 @@ def train(
     seed: int,
     u_max_pairs: float,
     em_max_pairs: float,
+    em_max_iterations: int = EM_MAX_ITERATIONS,
+    em_convergence: float = EM_CONVERGENCE,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train a model: prior from deterministic rules, u by seeded sampling, m by EM.
 
     Returns the Splink settings dict with parameters, and one record per EM session
     (rule, iterations, converged, seconds) for the sanity check and the UI.
     """
-    linker = Linker(register_input(db_api, frame), splink_settings(spec, 1e-4))
+    linker = Linker(register_input(db_api, frame), splink_settings(
+        spec, 1e-4, max_iterations=em_max_iterations, em_convergence=em_convergence))
     started = time.monotonic()
     linker.training.estimate_probability_two_random_records_match(
         _deterministic_rules(spec), recall=0.7

@@ -18,9 +18,12 @@ import polars as pl
 from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.clustering import (
+    STRONG_AGREEMENTS,
     attach_singletons,
     birth_dates_conflict,
     cluster,
+    strong_agreement_keys,
+    strongly_agree,
 )
 from cdi_pipeline.lib.matching.ids import IdAssignment, assign_ids
 from cdi_pipeline.lib.matching.rules import deterministic_pairs
@@ -330,17 +333,23 @@ def write_prediction_charts(
 _DOB_FAR_MAX_GAMMA = 2
 
 
-def birth_date_conflict_pairs(scored: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
-    """Scored pairs whose birth dates differ by more than a typo (a swap is a typo)."""
+def birth_date_conflict_pairs(
+    scored: pl.DataFrame, frame: pl.DataFrame, agreement: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Scored pairs whose birth dates differ by more than a typo (a swap is a typo), except
+    pairs sharing a strong agreement key (`agreement`: unique_id and `strong_*` columns)."""
     if "gamma_date_of_birth" not in scored.columns:
         return scored.select("unique_id_l", "unique_id_r").clear()
     dob = frame.select(UNIQUE_ID, "date_of_birth")
+    if agreement is not None:
+        dob = dob.join(agreement, on=UNIQUE_ID, how="left")
     return (
         scored.filter(pl.col("gamma_date_of_birth").is_between(0, _DOB_FAR_MAX_GAMMA))
         .select("unique_id_l", "unique_id_r")
         .join(dob, left_on="unique_id_l", right_on=UNIQUE_ID)
         .join(dob, left_on="unique_id_r", right_on=UNIQUE_ID, suffix="_r")
-        .filter(birth_dates_conflict(pl.col("date_of_birth"), pl.col("date_of_birth_r")))
+        .filter(birth_dates_conflict(pl.col("date_of_birth"), pl.col("date_of_birth_r"))
+                & ~strongly_agree(dob.columns, "_r"))
         .select("unique_id_l", "unique_id_r")
     )
 
@@ -449,6 +458,7 @@ def match(
     review_band: tuple[float, float],
     birth_date_conflict_blocks_link: bool = True,
     given_name_conflict_blocks_link: bool = True,
+    strong_agreement: list[str] | tuple[str, ...] = STRONG_AGREEMENTS,
     attach_min_probability: float | None = None,
     max_component_size: int | None = None,
     run_id: str,
@@ -466,15 +476,25 @@ def match(
     # What keeps two records of one component apart (clustering.records_conflict).
     apart_by = [
         *(["date_of_birth"] if birth_date_conflict_blocks_link else []),
-        *(["first_name_key", "first_name_canonical", "first_name_typo"]
+        *(["first_name_key", "first_name_canonical", "first_name_typo", "last_name_key"]
           if given_name_conflict_blocks_link else []),
     ]
-    apart_fields = frame.select(UNIQUE_ID, *apart_by) if apart_by else None
+    # Agreement only one person can have (a shared identifier, the same email and birth
+    # date) outweighs both conflicts.
+    agreement = strong_agreement_keys(frame, strong_agreement)
+    apart_fields = (
+        frame.select(UNIQUE_ID, *apart_by).join(agreement, on=UNIQUE_ID, how="left",
+                                                  maintain_order="left")
+        if apart_by else None
+    )
     pairs, links, cannot = build_links(
         scored, rule_pairs, overrides, threshold,
+        # The model weighs a birth-date disagreement itself; the rule only keeps pairs it
+        # did not link from being chained together.
         birth_date_conflicts=(
-            birth_date_conflict_pairs(scored, frame) if birth_date_conflict_blocks_link
-            else None
+            birth_date_conflict_pairs(
+                scored.filter(pl.col("match_probability") < threshold), frame, agreement)
+            if birth_date_conflict_blocks_link else None
         ),
     )
     assignment, unresolved = cluster(

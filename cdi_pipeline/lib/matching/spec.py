@@ -669,7 +669,16 @@ def _comparison(name: str):
     raise ValueError(f"unknown comparison {name!r}")
 
 
-def splink_settings(spec: ModelSpec, probability_two_random_records_match: float):
+# EM's iteration cap and tolerance (matching.em_max_iterations, matching.em_convergence). On
+# noisy data with few fields EM can need far more than a handful of iterations to settle.
+EM_MAX_ITERATIONS = 100
+EM_CONVERGENCE = 0.0001
+
+
+def splink_settings(
+    spec: ModelSpec, probability_two_random_records_match: float, *,
+    max_iterations: int = EM_MAX_ITERATIONS, em_convergence: float = EM_CONVERGENCE,
+):
     """Splink SettingsCreator for a spec (dedupe across all sources at once)."""
     return SettingsCreator(
         link_type="dedupe_only",
@@ -680,6 +689,6 @@ def splink_settings(spec: ModelSpec, probability_two_random_records_match: float
         retain_intermediate_calculation_columns=True,
         retain_matching_columns=True,
         additional_columns_to_retain=["source", "source_record_id"],
-        max_iterations=25,
-        em_convergence=0.0001,
+        max_iterations=max_iterations,
+        em_convergence=em_convergence,
     )

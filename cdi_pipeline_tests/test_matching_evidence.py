@@ -1,0 +1,128 @@
+"""Conflicts are evidence, not vetoes: agreement only one person can have outweighs them.
+
+A birth date further apart than a typo, or clearly different given names, keeps two records
+apart (household members share surname, address and phone), unless the two records share a
+declared identifier or the same email and birth date (`matching.strong_agreement`), and a
+given name written in the surname field is a swap, not another person.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from cdi_pipeline.lib.matching.clustering import cluster, strong_agreement_keys
+from cdi_pipeline.lib.matching.run import birth_date_conflict_pairs
+from cdi_pipeline.lib.registry import MatchingConfig
+
+
+def _links(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"unique_id_l": [r[0] for r in rows], "unique_id_r": [r[1] for r in rows],
+         "match_probability": [r[2] for r in rows], "kind": ["model"] * len(rows)}
+    )
+
+
+NO_CANNOT = pl.DataFrame(schema={"unique_id_l": pl.String, "unique_id_r": pl.String})
+
+
+def _records(rows: dict[str, dict]) -> pl.DataFrame:
+    columns = ("first_name_key", "first_name_canonical", "first_name_typo", "last_name_key",
+               "date_of_birth", "email", "id_ssn")
+    return pl.DataFrame(
+        {"unique_id": list(rows),
+         **{c: [r.get(c) for r in rows.values()] for c in columns}},
+        schema_overrides={"first_name_typo": pl.Boolean, "date_of_birth": pl.String},
+    ).with_columns(pl.col("date_of_birth").str.to_date(), pl.col("first_name_typo")
+                   .fill_null(False))
+
+
+def _groups(assignment: pl.DataFrame) -> set[frozenset[str]]:
+    return {frozenset(g) for g in assignment.group_by("cluster_key").agg("unique_id")
+            .get_column("unique_id").to_list()}
+
+
+def _member_fields(records: pl.DataFrame, kinds: list[str]) -> pl.DataFrame:
+    apart = records.select("unique_id", "date_of_birth", "first_name_key",
+                           "first_name_canonical", "first_name_typo", "last_name_key")
+    return apart.join(strong_agreement_keys(records, kinds), on="unique_id", how="left")
+
+
+# Grace and Paige Sherriff, one national id: FEBRL replaced the given name. Jan and Kees
+# Bakker, same surname, no shared id: a father and son, kept apart.
+RECORDS = _records({
+    "a": {"first_name_key": "grace", "first_name_canonical": "grace", "last_name_key": "sherriff",
+          "date_of_birth": "1997-09-13", "id_ssn": "2181571"},
+    "b": {"first_name_key": "paige", "first_name_canonical": "paige", "last_name_key": "sherriff",
+          "date_of_birth": "1979-09-13", "id_ssn": "2181571"},
+    "c": {"first_name_key": "jan", "first_name_canonical": "jan", "last_name_key": "bakker",
+          "date_of_birth": "1950-01-02", "email": "bakker@example.org"},
+    "d": {"first_name_key": "kees", "first_name_canonical": "kees", "last_name_key": "bakker",
+          "date_of_birth": "1980-05-06", "email": "bakker@example.org"},
+})
+LINKS = _links([("a", "b", 0.97), ("c", "d", 0.95)])
+
+
+def test_a_shared_identifier_outweighs_birth_date_and_given_name_conflicts() -> None:
+    fields = _member_fields(RECORDS, ["identifiers", "email_and_birth_date"])
+    assignment, _ = cluster(RECORDS.get_column("unique_id"), LINKS, NO_CANNOT, fields)
+    assert _groups(assignment) == {frozenset("ab"), frozenset("c"), frozenset("d")}
+
+
+def test_without_strong_agreement_conflicts_keep_records_apart() -> None:
+    fields = _member_fields(RECORDS, [])
+    assignment, _ = cluster(RECORDS.get_column("unique_id"), LINKS, NO_CANNOT, fields)
+    assert _groups(assignment) == {frozenset(x) for x in "abcd"}
+
+
+def test_same_email_alone_is_not_strong_but_with_the_birth_date_it_is() -> None:
+    records = RECORDS.with_columns(
+        pl.when(pl.col("unique_id") == "d").then(pl.lit("1950-01-02").str.to_date())
+        .otherwise(pl.col("date_of_birth")).alias("date_of_birth")
+    )
+    keys = strong_agreement_keys(records, ["email_and_birth_date"])
+    assert keys.columns == ["unique_id", "strong_email_and_birth_date"]
+    fields = _member_fields(records, ["email_and_birth_date"])
+    assignment, _ = cluster(records.get_column("unique_id"), LINKS, NO_CANNOT, fields)
+    # c and d now share email and birth date: one person whatever the given names say.
+    assert frozenset("cd") in _groups(assignment)
+
+
+def test_one_named_identifier_can_be_chosen() -> None:
+    assert strong_agreement_keys(RECORDS, ["id_ssn"]).columns == ["unique_id", "strong_id_ssn"]
+    assert strong_agreement_keys(RECORDS, ["id_other"]).columns == ["unique_id"]
+
+
+def test_birth_date_conflict_rule_spares_pairs_sharing_an_identifier() -> None:
+    scored = pl.DataFrame({"unique_id_l": ["a", "c"], "unique_id_r": ["b", "d"],
+                           "gamma_date_of_birth": [1, 1]})
+    frame = RECORDS.select("unique_id", "date_of_birth")
+    every = birth_date_conflict_pairs(scored, frame)
+    assert every.rows() == [("a", "b"), ("c", "d")]
+    spared = birth_date_conflict_pairs(scored, frame,
+                                       strong_agreement_keys(RECORDS, ["identifiers"]))
+    assert spared.rows() == [("c", "d")]
+
+
+def test_swapped_name_fields_are_no_given_name_conflict() -> None:
+    records = _records({
+        "x": {"first_name_key": "alicia", "first_name_canonical": "alicia",
+              "last_name_key": "heron"},
+        "y": {"first_name_key": "heron", "first_name_canonical": "heron",
+              "last_name_key": "alicia"},
+        "z": {"first_name_key": "brooke", "first_name_canonical": "brooke",
+              "last_name_key": "heron"},
+    })
+    links = _links([("x", "y", 0.99), ("y", "z", 0.99)])
+    fields = _member_fields(records, [])
+    assignment, _ = cluster(records.get_column("unique_id"), links, NO_CANNOT, fields)
+    # x and y are one person written both ways round; z is another given name: cut from x.
+    groups = _groups(assignment)
+    assert frozenset("xy") <= next(g for g in groups if "x" in g)
+    assert not any({"x", "z"} <= g for g in groups)
+
+
+@pytest.mark.parametrize("kind", ["passport", "id_", "ID_SSN"])
+def test_unknown_strong_agreement_kinds_are_refused(kind: str) -> None:
+    with pytest.raises(ValueError, match="strong_agreement entry"):
+        MatchingConfig(strong_agreement=[kind])
