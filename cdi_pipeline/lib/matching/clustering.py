@@ -230,8 +230,13 @@ def member_conflicts(assignment: pl.DataFrame, member_fields: pl.DataFrame) -> p
     pairs = members.join(members, on="cluster_key", suffix="_r").filter(
         pl.col(NODE) < pl.col(f"{NODE}_r")
     )
+    given = [c for c in cols if c != "date_of_birth"]
     return pairs.filter(records_conflict(cols, "_r")).select(
-        pl.col(NODE).alias("unique_id_l"), pl.col(f"{NODE}_r").alias("unique_id_r")
+        pl.col(NODE).alias("unique_id_l"), pl.col(f"{NODE}_r").alias("unique_id_r"),
+        # Birth dates alone: the model weighs that disagreement with an m fixed far below
+        # any typo rate, so a pair it still links directly has overwhelming other evidence.
+        # Given names are kept apart even then: twins share surname, birth date and address.
+        (~records_conflict(given, "_r")).alias("birth_dates_only"),
     )
 
 
@@ -276,12 +281,13 @@ def cluster(
         cannot_link = pl.concat(
             [
                 cannot_link.select("unique_id_l", "unique_id_r"),
-                # A pair the model links directly has had its conflict weighed as evidence
-                # (the comparison levels EM estimated) and still scored a match.
+                # A pair the model links directly despite its birth dates has had that
+                # disagreement weighed as evidence and still scored a match.
                 member_conflicts(assignment, member_fields).join(
-                    links.select("unique_id_l", "unique_id_r"),
-                    on=["unique_id_l", "unique_id_r"], how="anti",
-                ),
+                    links.select("unique_id_l", "unique_id_r", pl.lit(True).alias("linked")),
+                    on=["unique_id_l", "unique_id_r"], how="left",
+                ).filter(~(pl.col("linked").fill_null(False) & pl.col("birth_dates_only")))
+                .select("unique_id_l", "unique_id_r"),
             ]
         ).unique()
     violated = (
