@@ -252,9 +252,12 @@ def standardise_records(
     [earliest, today] are nulled with an issue."""
     out = standardise_names(frame)
     out = standardise_email(out)
-    out = standardise_phone(out, default_region=default_country)
     out = standardise_gender(out)
     out = standardise_country(out)
+    # A national number is read in the record's own country when it has one: a source that
+    # holds customers of several countries writes each number the way its country does.
+    out = standardise_phone(out.with_columns(pl.col("country").alias("phone_region")),
+                            default_region=default_country).drop("phone_region")
     out = standardise_address(out, default_country=default_country)
     return parse_dates(out, "date_of_birth", date_format, today=today, earliest=earliest)
 
