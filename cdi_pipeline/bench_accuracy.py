@@ -213,6 +213,50 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
         params=[schema, table]).fetchall()[0][0])
 
 
+# The evidence rules, each switched on its own, so their effect per data set shows beside
+# the defaults (README, "Matching"): registry lines appended to a copy of the set's registry.
+VARIANTS = {
+    "conflicts always win (strong_agreement: [])": "matching:\n  strong_agreement: []\n",
+    "birth_date_conflict_yields_to_link: true":
+        "matching:\n  birth_date_conflict_yields_to_link: true\n",
+    "given_name_conflict_blocks_link: false":
+        "matching:\n  given_name_conflict_blocks_link: false\n",
+}
+
+
+def _score(warehouse: Path, truth: pl.DataFrame) -> dict | None:
+    database = warehouse / "cdi.duckdb"
+    if not database.exists():
+        return None
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        if not _has_table(con, "golden", "customer_xref"):
+            return None
+        xref = con.sql("SELECT source, source_record_id, customer_id "
+                       "FROM golden.customer_xref").pl()
+    finally:
+        con.close()
+    return score_clusters(every_record(xref, truth), truth)
+
+
+def measure_variants(name: str, work: Path) -> dict[str, float | None]:
+    """Pairwise F1 of full_refresh on the set with each evidence rule switched."""
+    source = work / name / "input"
+    truth = read_truth(load_registry(source / "sources.yaml").truth_file())
+    found: dict[str, float | None] = {}
+    for i, (label, lines) in enumerate(VARIANTS.items()):
+        copy = work / name / f"variant_{i}"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(source, copy / "input")
+        registry = copy / "input" / "sources.yaml"
+        registry.write_text(registry.read_text(encoding="utf-8") + lines, encoding="utf-8")
+        print(f"{name}: full_refresh with {label} ...", flush=True)
+        run = _full_refresh(registry, copy / "warehouse")
+        scores = _score(copy / "warehouse", truth) if run["success"] else None
+        found[label] = scores["pairwise_f1"] if scores else None
+    return found
+
+
 def measure(name: str, work: Path) -> dict:
     """Write one data set, run full_refresh and the lean script on it, score both."""
     out = work / name
@@ -274,12 +318,34 @@ def table(rows: list[dict]) -> str:
     return "\n".join([*lines, "", *(["Stops:", "", *stops] if stops else ["No job stopped."])])
 
 
+def variants_table(rows: list[dict]) -> str:
+    """Pairwise F1 per data set with the defaults and with each rule switched."""
+    labels = list(VARIANTS)
+    lines = ["| data set | defaults | " + " | ".join(labels) + " |",
+             "|" + "---|" * (len(labels) + 2)]
+    for row in rows:
+        ours = row.get("pipeline")
+        base = ours["pairwise_f1"] if ours else None
+        cells = []
+        for label in labels:
+            value = row.get("variants", {}).get(label)
+            cells.append("stopped" if value is None
+                         else f"{value:.4f} ({value - base:+.4f})" if base is not None
+                         else f"{value:.4f}")
+        lines.append("| " + " | ".join([row["data set"],
+                                         f"{base:.4f}" if base is not None else "-",
+                                         *cells]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", choices=sorted(DATASETS), default=None,
                         help="only these sets (default all); the results file is written "
-                        "only for all")
+                        "only for all, with the variants")
     parser.add_argument("--work", type=Path, default=WORK_DIR)
+    parser.add_argument("--no-variants", action="store_true",
+                        help="skip the runs with each evidence rule switched")
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
     parser.add_argument("--child-registry", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-warehouse", type=Path, help=argparse.SUPPRESS)
@@ -289,9 +355,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     names = args.datasets or list(DATASETS)
     rows = [measure(name, args.work) for name in names]
+    if not args.no_variants:
+        for row in rows:
+            row["variants"] = measure_variants(row["data set"], args.work)
     text = table(rows)
+    if not args.no_variants:
+        text += "\n\n## Each evidence rule switched, pairwise F1 (change against the defaults)\n\n"
+        text += variants_table(rows)
     print(text)
-    if args.datasets is None:
+    if args.datasets is None and not args.no_variants:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join([
             "# Matching accuracy across data sets",

@@ -95,13 +95,48 @@ def test_one_named_identifier_can_be_chosen() -> None:
 
 def test_birth_date_conflict_rule_spares_pairs_sharing_an_identifier() -> None:
     scored = pl.DataFrame({"unique_id_l": ["a", "c"], "unique_id_r": ["b", "d"],
-                           "gamma_date_of_birth": [1, 1]})
-    frame = RECORDS.select("unique_id", "date_of_birth")
+                           "gamma_date_of_birth": [1, 1], "match_probability": [0.97, 0.95]})
+    frame = RECORDS.select("unique_id", "date_of_birth", "first_name_canonical")
     every = birth_date_conflict_pairs(scored, frame)
     assert every.rows() == [("a", "b"), ("c", "d")]
     spared = birth_date_conflict_pairs(scored, frame,
                                        strong_agreement_keys(RECORDS, ["identifiers"]))
     assert spared.rows() == [("c", "d")]
+
+
+def test_optionally_a_direct_link_outweighs_a_birth_date_conflict_under_one_given_name(
+) -> None:
+    # e and f: one given name, birth dates mistyped beyond a typo, linked at 0.99 by the
+    # model. g has no given name: its high score rests on the household's shared surname,
+    # address and email, so its conflict with e stands.
+    records = _records({
+        "e": {"first_name_key": "jake", "first_name_canonical": "jake",
+              "date_of_birth": "1900-11-15"},
+        "f": {"first_name_key": "jake", "first_name_canonical": "jake",
+              "date_of_birth": "1910-09-15"},
+        "g": {"date_of_birth": "1960-01-01"},
+    })
+    scored = pl.DataFrame({"unique_id_l": ["e", "e", "e"], "unique_id_r": ["f", "g", "f"],
+                           "gamma_date_of_birth": [1, 1, 1],
+                           "match_probability": [0.99, 0.99, 0.5]})
+    frame = records.select("unique_id", "date_of_birth", "first_name_canonical")
+    kept = birth_date_conflict_pairs(scored.head(2), frame, threshold=0.9)
+    assert kept.rows() == [("e", "g")]
+    # Under the threshold the model did not link them: the conflict stands.
+    assert birth_date_conflict_pairs(scored.tail(1), frame, threshold=0.9).rows() == [("e", "f")]
+    fields = _member_fields(records, [])
+    linked, _ = cluster(records.get_column("unique_id"), _links([("e", "f", 0.99)]), NO_CANNOT,
+                        fields, birth_dates_yield_to_links=True)
+    assert frozenset("ef") in _groups(linked)
+    # Off (the default): the conflict keeps them apart, however strong the link.
+    apart, _ = cluster(records.get_column("unique_id"), _links([("e", "f", 0.99)]), NO_CANNOT,
+                       fields)
+    assert frozenset("ef") not in _groups(apart)
+    chained, _ = cluster(records.get_column("unique_id"),
+                         _links([("e", "g", 0.99), ("g", "f", 0.99)]), NO_CANNOT, fields,
+                         birth_dates_yield_to_links=True)
+    # e and f meet only through g: no direct link weighed their birth dates.
+    assert not any({"e", "f"} <= group for group in _groups(chained))
 
 
 def test_swapped_name_fields_are_no_given_name_conflict() -> None:

@@ -359,6 +359,12 @@ class MatchingConfig(_Strict):
         "likely misspelling) never end up in one customer: household members share surname, "
         "address, landline and often an email.",
     )
+    birth_date_conflict_yields_to_link: bool = Field(
+        False,
+        description="Two records of one given name that the model links directly keep that "
+        "link despite birth dates further apart than a typo (more recall where birth dates "
+        "are mistyped badly; namesakes of one surname and place then merge more often).",
+    )
     strong_agreement: list[str] = Field(
         ["identifiers", "email_and_birth_date"],
         description="Agreement that outweighs a birth-date or given-name conflict: "

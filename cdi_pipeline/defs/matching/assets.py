@@ -310,6 +310,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
             given_name_conflict_blocks_link=cfg.given_name_conflict_blocks_link,
             strong_agreement=cfg.strong_agreement,
+            birth_date_conflict_yields_to_link=cfg.birth_date_conflict_yields_to_link,
             attach_min_probability=cfg.attach_min_probability,
             # Far beyond the size check's limit: stop before ids are assigned from it.
             max_component_size=10 * cfg.max_cluster_size,

@@ -448,6 +448,7 @@ def _rematch(
         birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
         given_name_conflict_blocks_link=cfg.given_name_conflict_blocks_link,
         strong_agreement=cfg.strong_agreement,
+        birth_date_conflict_yields_to_link=cfg.birth_date_conflict_yields_to_link,
         attach_min_probability=cfg.attach_min_probability,
         max_component_size=10 * cfg.max_cluster_size,
         run_id=run_id, model_version=model.version, now=now,

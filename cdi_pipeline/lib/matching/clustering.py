@@ -181,6 +181,18 @@ def names_swapped(suffix: str, other: str) -> pl.Expr:
     ).fill_null(False)
 
 
+def same_given_name(suffix: str, other: str) -> pl.Expr:
+    """True when both records hold a given name and it is one name (by the nickname table).
+
+    Only then does a birth-date conflict give way to a direct model link: a record without a
+    given name that shares a household's surname, address and email scores high on that
+    correlated evidence alone, while one given name besides it leaves a mistyped birth date
+    the likelier story.
+    """
+    return (pl.col(f"first_name_canonical{suffix}")
+            == pl.col(f"first_name_canonical{other}")).fill_null(False)
+
+
 def records_conflict(columns: list[str] | tuple[str, ...], suffix: str) -> pl.Expr:
     """True when a row's record (columns) and other record (columns + suffix) are two
     people: birth dates further apart than a typo, or clearly different given names (each
@@ -230,13 +242,10 @@ def member_conflicts(assignment: pl.DataFrame, member_fields: pl.DataFrame) -> p
     pairs = members.join(members, on="cluster_key", suffix="_r").filter(
         pl.col(NODE) < pl.col(f"{NODE}_r")
     )
-    given = [c for c in cols if c != "date_of_birth"]
     return pairs.filter(records_conflict(cols, "_r")).select(
         pl.col(NODE).alias("unique_id_l"), pl.col(f"{NODE}_r").alias("unique_id_r"),
-        # Birth dates alone: the model weighs that disagreement with an m fixed far below
-        # any typo rate, so a pair it still links directly has overwhelming other evidence.
-        # Given names are kept apart even then: twins share surname, birth date and address.
-        (~records_conflict(given, "_r")).alias("birth_dates_only"),
+        same_given_name("", "_r").alias("same_given_name")
+        if "first_name_canonical" in cols else pl.lit(False).alias("same_given_name"),
     )
 
 
@@ -250,8 +259,12 @@ def cluster(
     cannot_link: pl.DataFrame,
     member_fields: pl.DataFrame | None = None,
     max_component_size: int | None = None,
+    birth_dates_yield_to_links: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cluster nodes over `links` (unique_id_l, unique_id_r, match_probability, kind).
+
+    With `birth_dates_yield_to_links`, two records of one given name linked directly keep
+    their link despite a birth-date conflict (see `same_given_name`).
 
     With `member_fields` (unique_id and any of CONFLICT_COLUMNS), members of one component
     that are two people (birth dates or given names in conflict) are kept apart too, so a
@@ -281,12 +294,14 @@ def cluster(
         cannot_link = pl.concat(
             [
                 cannot_link.select("unique_id_l", "unique_id_r"),
-                # A pair the model links directly despite its birth dates has had that
-                # disagreement weighed as evidence and still scored a match.
+                # Two records of one given name that the model links directly despite
+                # their birth dates had that disagreement weighed as evidence (see
+                # `same_given_name`); other conflicts stand.
                 member_conflicts(assignment, member_fields).join(
                     links.select("unique_id_l", "unique_id_r", pl.lit(True).alias("linked")),
                     on=["unique_id_l", "unique_id_r"], how="left",
-                ).filter(~(pl.col("linked").fill_null(False) & pl.col("birth_dates_only")))
+                ).filter(~(pl.col("linked").fill_null(False) & pl.col("same_given_name")
+                           & pl.lit(birth_dates_yield_to_links)))
                 .select("unique_id_l", "unique_id_r"),
             ]
         ).unique()

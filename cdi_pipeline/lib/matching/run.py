@@ -22,6 +22,7 @@ from cdi_pipeline.lib.matching.clustering import (
     attach_singletons,
     birth_dates_conflict,
     cluster,
+    same_given_name,
     strong_agreement_keys,
     strongly_agree,
 )
@@ -334,22 +335,29 @@ _DOB_FAR_MAX_GAMMA = 2
 
 
 def birth_date_conflict_pairs(
-    scored: pl.DataFrame, frame: pl.DataFrame, agreement: pl.DataFrame | None = None
+    scored: pl.DataFrame, frame: pl.DataFrame, agreement: pl.DataFrame | None = None,
+    threshold: float | None = None,
 ) -> pl.DataFrame:
     """Scored pairs whose birth dates differ by more than a typo (a swap is a typo), except
-    pairs sharing a strong agreement key (`agreement`: unique_id and `strong_*` columns)."""
+    pairs sharing a strong agreement key (`agreement`: unique_id and `strong_*` columns) and,
+    with a `threshold`, pairs of one given name the model scores at or above it (it weighed
+    the disagreement and still links them; `clustering.same_given_name`)."""
     if "gamma_date_of_birth" not in scored.columns:
         return scored.select("unique_id_l", "unique_id_r").clear()
-    dob = frame.select(UNIQUE_ID, "date_of_birth")
+    dob = frame.select(UNIQUE_ID, "date_of_birth", "first_name_canonical")
     if agreement is not None:
         dob = dob.join(agreement, on=UNIQUE_ID, how="left")
+    spared = strongly_agree(dob.columns, "_r")
+    if threshold is not None:
+        spared = spared | ((pl.col("match_probability") >= threshold)
+                           & same_given_name("", "_r"))
     return (
         scored.filter(pl.col("gamma_date_of_birth").is_between(0, _DOB_FAR_MAX_GAMMA))
-        .select("unique_id_l", "unique_id_r")
+        .select("unique_id_l", "unique_id_r", "match_probability")
         .join(dob, left_on="unique_id_l", right_on=UNIQUE_ID)
         .join(dob, left_on="unique_id_r", right_on=UNIQUE_ID, suffix="_r")
         .filter(birth_dates_conflict(pl.col("date_of_birth"), pl.col("date_of_birth_r"))
-                & ~strongly_agree(dob.columns, "_r"))
+                & ~spared)
         .select("unique_id_l", "unique_id_r")
     )
 
@@ -459,6 +467,7 @@ def match(
     birth_date_conflict_blocks_link: bool = True,
     given_name_conflict_blocks_link: bool = True,
     strong_agreement: list[str] | tuple[str, ...] = STRONG_AGREEMENTS,
+    birth_date_conflict_yields_to_link: bool = False,
     attach_min_probability: float | None = None,
     max_component_size: int | None = None,
     run_id: str,
@@ -489,16 +498,16 @@ def match(
     )
     pairs, links, cannot = build_links(
         scored, rule_pairs, overrides, threshold,
-        # The model weighs a birth-date disagreement itself; the rule only keeps pairs it
-        # did not link from being chained together.
         birth_date_conflicts=(
             birth_date_conflict_pairs(
-                scored.filter(pl.col("match_probability") < threshold), frame, agreement)
+                scored, frame, agreement,
+                threshold if birth_date_conflict_yields_to_link else None)
             if birth_date_conflict_blocks_link else None
         ),
     )
     assignment, unresolved = cluster(
-        frame.get_column(UNIQUE_ID), links, cannot, apart_fields, max_component_size
+        frame.get_column(UNIQUE_ID), links, cannot, apart_fields, max_component_size,
+        birth_dates_yield_to_links=birth_date_conflict_yields_to_link,
     )
     attached = None
     if attach_min_probability is not None:
