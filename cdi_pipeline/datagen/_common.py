@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import zlib
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -159,3 +161,22 @@ def hex_strings(rng: np.random.Generator, n: int, nchars: int) -> np.ndarray:
 def hex_series(rng: np.random.Generator, n: int, nchars: int) -> pl.Series:
     """n random lowercase hex strings as a polars String Series."""
     return pl.Series(hex_strings(rng, n, nchars)).cast(pl.String)
+
+
+def csv_bytes(df: pl.DataFrame) -> bytes:
+    """A frame as comma-separated bytes with Unix line ends (the same bytes on every OS)."""
+    buf = io.BytesIO()
+    df.write_csv(buf, line_terminator="\n")
+    return buf.getvalue()
+
+
+def prepare_out_dir(persons: int, seed: int, out_dir: Path) -> Path:
+    """Check a generator's arguments and create `out_dir`'s sources/ and truth/ folders."""
+    if persons < 1:
+        raise ValueError("persons must be >= 1")
+    if seed < 0:
+        raise ValueError("seed must be >= 0")
+    out_dir = Path(out_dir)
+    (out_dir / "sources").mkdir(parents=True, exist_ok=True)
+    (out_dir / "truth").mkdir(parents=True, exist_ok=True)
+    return out_dir

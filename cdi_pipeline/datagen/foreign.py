@@ -60,8 +60,10 @@ from ._common import (
     blank,
     case_noise,
     choose,
+    csv_bytes,
     digits,
     mask,
+    prepare_out_dir,
     space_noise,
     stream,
     strip_accents,
@@ -316,23 +318,6 @@ def _truth(source: str, ids: pl.Series, pid: pl.Series) -> pl.DataFrame:
             "person_id": pid,
         }
     )
-
-
-def _csv_bytes(df: pl.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.write_csv(buf, line_terminator="\n")
-    return buf.getvalue()
-
-
-def _prepare(persons: int, seed: int, out_dir: Path) -> Path:
-    if persons < 1:
-        raise ValueError("persons must be >= 1")
-    if seed < 0:
-        raise ValueError("seed must be >= 0")
-    out_dir = Path(out_dir)
-    (out_dir / "sources").mkdir(parents=True, exist_ok=True)
-    (out_dir / "truth").mkdir(parents=True, exist_ok=True)
-    return out_dir
 
 
 def _pids(n: int) -> pl.Series:
@@ -848,7 +833,7 @@ def _events(rows: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def generate_international(persons: int, seed: int, out_dir: Path) -> dict[str, int]:
     """Generate the eight-country CRM/shop/events source set into `out_dir`; return row counts."""
-    out_dir = _prepare(persons, seed, out_dir)
+    out_dir = prepare_out_dir(persons, seed, out_dir)
     people = _international_people(persons, seed)
     pidx, source = _assign(
         stream(seed, "international_records"), persons, _INT_RECORDS, _INT_SOURCES
@@ -859,12 +844,12 @@ def generate_international(persons: int, seed: int, out_dir: Path) -> dict[str, 
     truth = pl.concat([truth_c, truth_s, truth_e])
 
     files = INTERNATIONAL_SOURCE_FILES
-    (out_dir / files["crm"]).write_bytes(_csv_bytes(crm))
+    (out_dir / files["crm"]).write_bytes(csv_bytes(crm))
     buf = io.BytesIO()
     shop.write_ndjson(buf)
     (out_dir / files["shop"]).write_bytes(buf.getvalue())
     events.write_parquet(out_dir / files["events"], compression="zstd", statistics=True)
-    (out_dir / FOREIGN_TRUTH_FILE).write_bytes(_csv_bytes(truth))
+    (out_dir / FOREIGN_TRUTH_FILE).write_bytes(csv_bytes(truth))
     (out_dir / "sources.yaml").write_text(
         international_sources_yaml(persons, seed), encoding="utf-8"
     )
@@ -1225,7 +1210,7 @@ def _census(rows: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def generate_archival(persons: int, seed: int, out_dir: Path) -> dict[str, int]:
     """Generate the historical parish-register/census source set; return row counts."""
-    out_dir = _prepare(persons, seed, out_dir)
+    out_dir = prepare_out_dir(persons, seed, out_dir)
     people = _archival_people(persons, seed)
     pidx, source = _assign(stream(seed, "archival_records"), persons, _ARC_RECORDS, _ARC_SOURCES)
     register, truth_p = _parish_register(people[pidx[source == 0]], seed)
@@ -1233,9 +1218,9 @@ def generate_archival(persons: int, seed: int, out_dir: Path) -> dict[str, int]:
     truth = pl.concat([truth_p, truth_c])
 
     files = ARCHIVAL_SOURCE_FILES
-    (out_dir / files["parish_register"]).write_bytes(_csv_bytes(register))
-    (out_dir / files["census"]).write_bytes(_csv_bytes(census))
-    (out_dir / FOREIGN_TRUTH_FILE).write_bytes(_csv_bytes(truth))
+    (out_dir / files["parish_register"]).write_bytes(csv_bytes(register))
+    (out_dir / files["census"]).write_bytes(csv_bytes(census))
+    (out_dir / FOREIGN_TRUTH_FILE).write_bytes(csv_bytes(truth))
     (out_dir / "sources.yaml").write_text(archival_sources_yaml(persons, seed), encoding="utf-8")
     return {
         "persons": persons,

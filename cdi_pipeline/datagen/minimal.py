@@ -12,7 +12,6 @@ and every draw comes from a named seeded stream, so a (persons, seed) pair is by
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,10 @@ import polars as pl
 from ._common import (
     blank,
     case_noise,
+    csv_bytes,
     digits,
     mask,
+    prepare_out_dir,
     space_noise,
     stream,
     strip_accents,
@@ -232,21 +233,9 @@ def _registrations(people: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.Da
     return out, _truth("registrations", ids, people["pid"])
 
 
-def _csv_bytes(df: pl.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.write_csv(buf, line_terminator="\n")
-    return buf.getvalue()
-
-
 def generate_minimal(persons: int, seed: int, out_dir: Path) -> dict:
     """Generate the names/birth-date/postcode-only source set into `out_dir`; return row counts."""
-    if persons < 1:
-        raise ValueError("persons must be >= 1")
-    if seed < 0:
-        raise ValueError("seed must be >= 0")
-    out_dir = Path(out_dir)
-    (out_dir / "sources").mkdir(parents=True, exist_ok=True)
-    (out_dir / "truth").mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(persons, seed, out_dir)
 
     people = _population(persons, seed)
     pidx, source = _assign_records(persons, seed)
@@ -258,11 +247,11 @@ def generate_minimal(persons: int, seed: int, out_dir: Path) -> dict:
     registrations, truth_r = _registrations(people[pidx[source == 1]], seed)
     truth = pl.concat([truth_m, truth_r])
 
-    (out_dir / MINIMAL_SOURCE_FILES["members"]).write_bytes(_csv_bytes(members))
+    (out_dir / MINIMAL_SOURCE_FILES["members"]).write_bytes(csv_bytes(members))
     registrations.write_parquet(
         out_dir / MINIMAL_SOURCE_FILES["registrations"], compression="zstd", statistics=True
     )
-    (out_dir / MINIMAL_TRUTH_FILE).write_bytes(_csv_bytes(truth))
+    (out_dir / MINIMAL_TRUTH_FILE).write_bytes(csv_bytes(truth))
     (out_dir / "sources.yaml").write_text(minimal_sources_yaml(persons, seed), encoding="utf-8")
     return {
         "persons": persons,
