@@ -49,3 +49,29 @@ def test_capped_keys_are_the_blocking_rules() -> None:
     assert ["surname_area_block"] in rules and ["address_block"] in rules
     assert ["last_name_key", "postcode_area"] not in rules
     assert ["street_key", "house_number", "city_key"] not in rules
+
+
+def test_a_typo_in_one_name_still_shares_a_block_and_common_keys_are_capped() -> None:
+    rows = [
+        {"first_name_key": "sarah", "first_name_canonical": "sarah", "initials": "s",
+         "last_name_key": "doherty"},
+        {"first_name_key": "srh", "first_name_canonical": "srh", "initials": "s",
+         "last_name_key": "doherty"},
+        {"first_name_key": "tiziano", "first_name_canonical": "tiziano", "initials": "t",
+         "last_name_key": "panatta"},
+        {"first_name_key": "tiziano", "first_name_canonical": "tiziano", "initials": "t",
+         "last_name_key": "panatea"},
+    ]
+    # Three more of "j smit": over a cap of 2, so that surname-and-initial key is dropped.
+    rows += [{"first_name_key": f"j{c}", "first_name_canonical": f"j{c}", "initials": "j",
+              "last_name_key": "smit"} for c in "abc"]
+    frame = prepare_input(_records(rows), max_block_size=50, max_name_block_size=2).sort(
+        pl.col("source_record_id").cast(pl.Int32))
+    assert frame.get_column("surname_initial_block").to_list() == [
+        "doherty|s", "doherty|s", "panatta|t", "panatea|t", None, None, None]
+    assert frame.get_column("given_surname_prefix_block").to_list()[2:4] == [
+        "tiziano|pan", "tiziano|pan"]
+    # Neither pair shares its exact name block.
+    assert frame.get_column("name_block").n_unique() == frame.height
+    rules = derive_spec(frame).blocking_rules
+    assert ["surname_initial_block"] in rules and ["given_surname_prefix_block"] in rules

@@ -53,6 +53,8 @@ MATCH_INPUT_COLUMNS = (
     "postcode_block",
     "postcode_area",
     "surname_area_block",
+    "surname_initial_block",
+    "given_surname_prefix_block",
     "house_number",
     "street_key",
     "city_key",
@@ -399,6 +401,21 @@ def prepare_input(
     frame = frame.with_columns(
         without_frequent(frame, "address_block", max_block_size).alias("address_block")
     )
+    # Blocks that survive a typo in one name: a misspelt given name still meets its surname
+    # and initial ("srh doherty" / "sarah doherty"), a surname misspelt after its third
+    # letter its given name ("tiziano panatea" / "tiziano panatta"). Capped like the name
+    # blocks: a common surname with a common initial is a large block.
+    frame = frame.with_columns(
+        pl.concat_str("last_name_key", pl.lit("|"), "first_initial")
+        .alias("surname_initial_block"),
+        pl.concat_str("first_name_canonical", pl.lit("|"),
+                      pl.col("last_name_key").str.slice(0, 3))
+        .alias("given_surname_prefix_block"),
+    )
+    for block in ("surname_initial_block", "given_surname_prefix_block"):
+        frame = frame.with_columns(
+            without_frequent(frame, block, max_name_block_size).alias(block)
+        )
     # A misspelt given name says nothing against a record being someone (clustering keeps
     # two clearly different given names apart, but not a typo and another name).
     frame = frame.with_columns(
@@ -491,6 +508,8 @@ def derive_spec(frame: pl.DataFrame, training_rules: list[list[str]] | None = No
         ["name_block"],
         ["name_block_email"],
         ["name_block_stem"],
+        ["surname_initial_block"],
+        ["given_surname_prefix_block"],
         ["last_name_key", "date_of_birth"],
         ["first_name_canonical", "date_of_birth"],
         ["date_of_birth", "postcode_area"],
