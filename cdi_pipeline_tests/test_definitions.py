@@ -54,6 +54,7 @@ EXPECTED_CHECKS = [
     "golden/customers:one_row_per_customer",
     "golden/field_lineage:lineage_complete",
     "matching/clusters:cluster_size",
+    "matching/clusters:linked_share",
     "matching/model:model_sanity",
     "published/analytics:no_direct_identifiers",
     "quality/field_profile:invalid_value_share",

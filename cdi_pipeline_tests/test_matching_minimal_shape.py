@@ -38,7 +38,8 @@ def test_minimal_source_set_runs_end_to_end(minimal_run) -> None:
     failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert result.success and failures == []
     checks = _checks(result)
-    for name in ("model_sanity", "cluster_size", "every_record_mapped", "overrides_honoured"):
+    for name in ("model_sanity", "cluster_size", "linked_share", "every_record_mapped",
+                 "overrides_honoured"):
         assert checks[name].passed, (name, checks[name].description)
     con = duckdb.connect(str(root / "warehouse" / "cdi.duckdb"), read_only=True)
     try:

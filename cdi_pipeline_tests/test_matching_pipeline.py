@@ -26,7 +26,8 @@ from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, derive_spec, prepare_
 
 PERSONS = 350
 SEED = 5
-MATCHING_CHECKS = {"model_sanity", "cluster_size", "overrides_honoured", "every_record_mapped"}
+MATCHING_CHECKS = {"model_sanity", "cluster_size", "linked_share", "overrides_honoured",
+                   "every_record_mapped"}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@ import pytest
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.evaluation import score_clusters
 from cdi_pipeline.lib.matching.rules import OverrideFileError, deterministic_pairs, read_overrides
-from cdi_pipeline.lib.matching.sanity import sanity_problems, training_warnings
+from cdi_pipeline.lib.matching.sanity import (
+    linked_share_problem,
+    sanity_problems,
+    training_warnings,
+)
 
 # --- deterministic_pairs ---------------------------------------------------------------
 
@@ -343,3 +347,15 @@ def test_identifier_m_that_em_could_not_estimate_gets_the_prior(exact_m, else_m,
     levels = settings["comparisons"][-1]["comparison_levels"]
     assert (levels[1]["m_probability"], levels[2]["m_probability"]) == pytest.approx(expected)
     assert sanity_problems(settings, CONVERGED) == []
+
+
+# --- linked_share_problem -----------------------------------------------------------------
+
+
+def test_links_far_beyond_the_prior_are_a_collapse() -> None:
+    # 1,000 records, prior 0.001: the model expects about 500 matching pairs.
+    assert linked_share_problem(1000, 1_200, 0.001) is None  # 2.4x: a normal run
+    problem = linked_share_problem(1000, 124_750, 0.001)  # one cluster of 500
+    assert problem is not None
+    assert "250 times the 500" in problem and "matching.training_rules" in problem
+    assert linked_share_problem(1000, 124_750, None) is None  # no model: nothing to judge

@@ -8,7 +8,12 @@ from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.evaluation import pair_errors, read_truth, score_clusters
 from cdi_pipeline.lib.matching.rules import read_overrides
-from cdi_pipeline.lib.matching.sanity import sanity_problems, training_warnings
+from cdi_pipeline.lib.matching.sanity import (
+    MAX_LINKS_OVER_PRIOR,
+    linked_share_problem,
+    sanity_problems,
+    training_warnings,
+)
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import frame_to_markdown
 
@@ -69,6 +74,32 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
                 ),
                 "largest": dg.MetadataValue.md(frame_to_markdown(oversized.head(10))),
             },
+        )
+
+    @dg.asset_check(
+        asset=CLUSTERS,
+        name="linked_share",
+        blocking=True,
+        description="The clusters link no more than "
+        f"{MAX_LINKS_OVER_PRIOR:.0f}x the record pairs the model's prior expects (collapse).",
+    )
+    def linked_share(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        model = engine.load_current_model(models_dir(warehouse))
+        with warehouse.connect() as con:
+            records, linked = con.sql(
+                "SELECT coalesce(sum(records), 0), coalesce(sum(records * (records - 1) / 2), 0) "
+                "FROM matching.clusters").fetchall()[0]
+        prior = (model.splink_settings.get("probability_two_random_records_match")
+                 if model else None)
+        problem = linked_share_problem(int(records), float(linked), prior)
+        expected = prior * records * (records - 1) / 2 if prior else 0.0
+        return dg.AssetCheckResult(
+            passed=problem is None,
+            description=problem or f"{linked:,.0f} linked pairs, {expected:,.0f} expected",
+            metadata={"linked_pairs": dg.MetadataValue.int(int(linked)),
+                      "expected_pairs": dg.MetadataValue.int(round(expected)),
+                      "ratio": dg.MetadataValue.float(round(linked / expected, 3)
+                                                      if expected else 0.0)},
         )
 
     @dg.asset_check(
@@ -135,7 +166,8 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
                       "without_id": dg.MetadataValue.int(without_id)},
         )
 
-    checks = [model_sanity, cluster_size, overrides_honoured, every_record_mapped]
+    checks = [model_sanity, cluster_size, linked_share, overrides_honoured,
+              every_record_mapped]
     truth_file = registry.truth_file()
     if truth_file is not None:
 

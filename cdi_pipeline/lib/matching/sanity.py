@@ -130,3 +130,28 @@ def sanity_problems(settings: dict[str, Any], training: list[dict[str, Any]]) ->
                 f"{last['match_weight']:.2f}{retrain}"
             )
     return problems
+
+
+# How many times the pairs the clusters link may exceed what the model's prior expects of
+# the records (valid runs of the accuracy benchmark: 1.1 to 2.6 times).
+MAX_LINKS_OVER_PRIOR = 10.0
+
+
+def linked_share_problem(records: int, linked_pairs: float, prior: float | None) -> str | None:
+    """Why the links are implausible for the model's prior, or None.
+
+    The prior (the share of all record pairs that are matches) is estimated from near-certain
+    rules, apart from EM; a model that collapsed links far more pairs than that share allows,
+    long before one cluster grows past the size limit.
+    """
+    if prior is None or records < 2:
+        return None
+    expected = prior * records * (records - 1) / 2
+    if expected > 0 and linked_pairs > MAX_LINKS_OVER_PRIOR * expected:
+        return (
+            f"the clusters link {linked_pairs:,.0f} record pairs, {linked_pairs / expected:.0f} "
+            f"times the {expected:,.0f} the model's prior expects of {records:,} records: the "
+            "model links far more than it believes true; change matching.training_rules in "
+            "the registry and retrain"
+        )
+    return None
