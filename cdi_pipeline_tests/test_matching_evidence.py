@@ -161,3 +161,24 @@ def test_swapped_name_fields_are_no_given_name_conflict() -> None:
 def test_unknown_strong_agreement_kinds_are_refused(kind: str) -> None:
     with pytest.raises(ValueError, match="strong_agreement entry"):
         MatchingConfig(strong_agreement=[kind])
+
+
+def test_swapped_name_fields_are_a_level_of_both_name_comparisons() -> None:
+    from cdi_pipeline.lib.matching.spec import ModelSpec, splink_settings
+
+    def labels(comparisons: list[str]) -> dict[str, list[str]]:
+        spec = ModelSpec(comparisons, [["date_of_birth"]], [["date_of_birth"]])
+        settings = splink_settings(spec, 1e-4).create_settings_dict("duckdb")
+        return {c["output_column_name"]: [lv.get("label_for_charts", "") for lv in
+                                          c["comparison_levels"]]
+                for c in settings["comparisons"]}
+
+    both = labels(["first_name", "last_name", "date_of_birth"])
+    assert "Given name and surname swapped" in both["first_name"]
+    assert "Given name and surname swapped" in both["last_name"]
+    # Right after exact agreement, which stays the level the sanity rules judge.
+    assert both["first_name"].index("Given name and surname swapped") == 3
+    # Given names alone: no surname to be swapped with, so no level EM could never observe.
+    alone = labels(["first_name", "date_of_birth"])
+    assert "Given name and surname swapped" not in alone["first_name"]
+

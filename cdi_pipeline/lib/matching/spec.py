@@ -558,8 +558,20 @@ class _BirthDate(cl.DateOfBirthComparison):
         return levels
 
 
-def _comparison(name: str):
-    """The Splink comparison for one spec entry."""
+def _swapped_names() -> list:
+    """Given name and surname written the other way round ("Morrison Robin" / "Robin
+    Morrison"): a level of both name comparisons, so neither counts the swap as a
+    disagreement; EM weighs how often the fields are swapped in this data."""
+    return [cll.CustomLevel(
+        "first_name_key_l = last_name_key_r AND last_name_key_l = first_name_key_r",
+        label_for_charts="Given name and surname swapped",
+    )]
+
+
+def _comparison(name: str, both_names: bool = False):
+    """The Splink comparison for one spec entry (`both_names`: the spec compares given name
+    and surname, so a swap of the two can be seen)."""
+    swapped = _swapped_names() if both_names else []
     if name == "first_name":
         return cl.CustomComparison(
             output_column_name="first_name",
@@ -575,6 +587,7 @@ def _comparison(name: str):
                 ),
                 cll.NullLevel("first_initial"),
                 cll.ExactMatchLevel("first_name_key", term_frequency_adjustments=True),
+                *swapped,
                 cll.ExactMatchLevel("first_name_canonical").configure(
                     label_for_charts="Same name via nickname table"
                 ),
@@ -611,6 +624,7 @@ def _comparison(name: str):
                 in_email,
                 cll.NullLevel("last_name_key"),
                 cll.ExactMatchLevel("last_name_key", term_frequency_adjustments=True),
+                *swapped,
                 cll.JaroWinklerLevel("last_name_key", 0.92),
                 suffix,
                 cll.JaroWinklerLevel("last_name_key", 0.8),
@@ -710,7 +724,10 @@ def splink_settings(
         link_type="dedupe_only",
         unique_id_column_name=UNIQUE_ID,
         probability_two_random_records_match=probability_two_random_records_match,
-        comparisons=[_comparison(name) for name in spec.comparisons],
+        comparisons=[
+            _comparison(name, both_names={"first_name", "last_name"} <= set(spec.comparisons))
+            for name in spec.comparisons
+        ],
         blocking_rules_to_generate_predictions=[block_on(*r) for r in spec.blocking_rules],
         retain_intermediate_calculation_columns=True,
         retain_matching_columns=True,
