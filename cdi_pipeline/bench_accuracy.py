@@ -224,19 +224,20 @@ VARIANTS = {
 }
 
 
-def _score(warehouse: Path, truth: pl.DataFrame) -> dict | None:
+def _read_xref(warehouse: Path) -> tuple[pl.DataFrame | None, bool]:
+    """The identity map full_refresh left (None if it got no further), and whether the
+    cleaned records exist (the lean script needs them)."""
     database = warehouse / "cdi.duckdb"
     if not database.exists():
-        return None
+        return None, False
     con = duckdb.connect(str(database), read_only=True)
     try:
-        if not _has_table(con, "golden", "customer_xref"):
-            return None
-        xref = con.sql("SELECT source, source_record_id, customer_id "
-                       "FROM golden.customer_xref").pl()
+        xref = (con.sql("SELECT source, source_record_id, customer_id "
+                        "FROM golden.customer_xref").pl()
+                if _has_table(con, "golden", "customer_xref") else None)
+        return xref, _has_table(con, "cleaned", "customer_records")
     finally:
         con.close()
-    return score_clusters(every_record(xref, truth), truth)
 
 
 def measure_variants(name: str, work: Path) -> dict[str, float | None]:
@@ -252,8 +253,9 @@ def measure_variants(name: str, work: Path) -> dict[str, float | None]:
         registry.write_text(registry.read_text(encoding="utf-8") + lines, encoding="utf-8")
         print(f"{name}: full_refresh with {label} ...", flush=True)
         run = _full_refresh(registry, copy / "warehouse")
-        scores = _score(copy / "warehouse", truth) if run["success"] else None
-        found[label] = scores["pairwise_f1"] if scores else None
+        xref, _ = _read_xref(copy / "warehouse")
+        found[label] = (score_clusters(every_record(xref, truth), truth)["pairwise_f1"]
+                        if run["success"] and xref is not None else None)
     return found
 
 
@@ -270,23 +272,14 @@ def measure(name: str, work: Path) -> dict:
     row: dict = {"data set": name, "records": truth.height,
                  "persons": truth.get_column("person_id").n_unique(),
                  "job": "ran" if run["success"] else "stopped", "stops": run["stops"]}
-    database = warehouse / "cdi.duckdb"
-    if database.exists():
-        con = duckdb.connect(str(database), read_only=True)
-        try:
-            xref = (con.sql("SELECT source, source_record_id, customer_id "
-                            "FROM golden.customer_xref").pl()
-                    if _has_table(con, "golden", "customer_xref") else None)
-            cleaned = _has_table(con, "cleaned", "customer_records")
-        finally:
-            con.close()
-        if xref is not None:
-            row["pipeline"] = score_clusters(every_record(xref, truth), truth)
-            row["held back"] = truth.join(xref, on=["source", "source_record_id"],
-                                          how="anti").height
-        if cleaned:
-            print(f"{name}: lean Splink script ...", flush=True)
-            row["baseline"] = _baseline(warehouse, spec.matching.match_threshold, truth)
+    xref, cleaned = _read_xref(warehouse)
+    if xref is not None:
+        row["pipeline"] = score_clusters(every_record(xref, truth), truth)
+        row["held back"] = truth.join(xref, on=["source", "source_record_id"],
+                                      how="anti").height
+    if cleaned:
+        print(f"{name}: lean Splink script ...", flush=True)
+        row["baseline"] = _baseline(warehouse, spec.matching.match_threshold, truth)
     return row
 
 
