@@ -9,9 +9,9 @@ names, birth date, email, phone, postcode and identifiers, prior from exact emai
 identifier, else name and birth date), u from seeded random pairs, EM on birth date and on
 email (the next populated of postcode and surname standing in for a missing one), predict,
 connected components at the pipeline's match threshold.
-Two trainings bracket what "lean" means (FIELD_NOTES measured 25 s and 70 s at a million
-records): `light` samples 2 million pairs for u and caps each EM session at 2 million pairs;
-`default` samples 10 million for u and lets EM use every blocked pair.
+Two trainings bracket what "lean" means (expert scripts took about 25 s and 70 s at a
+million records on a 2-core machine): `light` samples 2 million pairs for u and caps each EM
+session at 2 million pairs; `default` samples 10 million for u and lets EM use every blocked pair.
 
 No deterministic rules, overrides, guards, stable ids, tables or charts: that is what the
 pipeline adds, and the benchmark reports full_refresh's time as a multiple of this

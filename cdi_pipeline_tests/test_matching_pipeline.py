@@ -302,7 +302,7 @@ def test_model_trained_on_bad_rules_is_rejected(first_run, tmp_path: Path) -> No
     current = pointer.read_bytes()
     models_before = set(site.models.glob("match_model_*.json"))
     # EM blocked on the names alone can never estimate the name comparisons' m: every pair it
-    # sees agrees on them (the FIELD_NOTES' collapse at scale started from this rule).
+    # sees agrees on them (the collapse seen at a million records started from this rule).
     with site.registry.open("a", encoding="utf-8") as handle:
         handle.write("matching:\n  training_rules: [[first_name_canonical, last_name_key]]\n")
     defs = build_definitions(site.registry, site.warehouse)

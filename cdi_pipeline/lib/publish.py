@@ -24,7 +24,8 @@ from cdi_pipeline.lib.privacy import keyed_hash_sql, mask_email_sql, mask_phone_
 from cdi_pipeline.lib.storage import quote_identifier, quote_literal
 
 ANALYTICS_FILE = "analytics.duckdb"
-# Readable by DuckDB 1.4 and later (FIELD_NOTES: 2.0's default storage is not).
+# Readable by DuckDB 1.4 and later: analyst tools that embed DuckDB 1.x cannot open a file
+# in 2.0's default storage version.
 STORAGE_VERSION = "v1.4.0"
 
 

@@ -173,7 +173,8 @@ def _read_csv(source: Source, path: Path, data: bytes) -> pl.DataFrame:
             header = _header(source, utf8)
             check_column_names(source, path, header)
         # Every column as text: type inference silently swaps day/month and turns a column
-        # with one bad date into strings (see FIELD_NOTES); the cleaned layer parses types.
+        # with one bad date into strings ("05/01/2024" read day-first without a word, one
+        # "01/13/2024" turning the column to text); the cleaned layer parses types.
         frame = pl.read_csv(
             io.BytesIO(utf8),
             separator=source.options.delimiter,

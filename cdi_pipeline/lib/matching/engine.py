@@ -1,8 +1,9 @@
 """Splink sessions: the backend (DuckDB or Spark), training, the saved model, prediction.
 
 Splink runs on its own database session, never on the warehouse file, so its scratch tables
-cannot land there (FIELD_NOTES). The trained model is a JSON file named by a content hash and
-reused by later runs until retraining is asked for or the data's shape changes.
+cannot land there and its locks never block the pipeline's writers. The trained model is a
+JSON file named by a content hash and reused by later runs until retraining is asked for or
+the data's shape changes.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _spark_backend(config: BackendConfig, scratch: Path) -> Iterator[Any]:
     spark = _spark_session(config, similarity_jar_location(), scratch)
     views_before = _temp_views(spark)
     # Splink writes intermediate tables as parquet here (break_lineage_method="parquet");
-    # without a checkpoint folder registering the input fails (FIELD_NOTES).
+    # without a checkpoint folder Spark refuses to register the input.
     checkpoint_root = scratch / "spark_checkpoints"
     checkpoint_root.mkdir(parents=True, exist_ok=True)
     checkpoints = Path(tempfile.mkdtemp(prefix="splink_ckpt_", dir=checkpoint_root))

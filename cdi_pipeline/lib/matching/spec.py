@@ -2,8 +2,9 @@
 
 A source set with only names and birth dates gets a model of names and birth dates; one with
 everything gets every comparison. The same derivation chooses blocking rules (for recall
-across fields) and EM training rules (on fields that stay sound at scale, see FIELD_NOTES:
-EM blocked on names collapses on large data, EM on date of birth and on email does not).
+across fields) and EM training rules (on fields that stay sound at scale: at a million
+records EM blocked on names converged to m(exact birth date) = 0.15 and one giant cluster,
+while EM on date of birth and on email did not).
 """
 
 from __future__ import annotations
