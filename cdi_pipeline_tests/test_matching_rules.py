@@ -278,12 +278,12 @@ CONVERGED = [{"blocking_rule": ["date_of_birth"], "iterations": 9, "converged": 
 
 
 def test_a_plausible_model_has_no_problems() -> None:
-    assert sanity_problems(_settings(), CONVERGED) == []
+    assert sanity_problems(_settings()) == []
 
 
 def test_collapsed_dob_m_is_flagged() -> None:
     # The collapse seen at a million records: exact agreement's mass went to "within a year".
-    problems = sanity_problems(_settings(dob_exact_m=0.15), CONVERGED)
+    problems = sanity_problems(_settings(dob_exact_m=0.15))
     assert len(problems) == 1
     assert problems[0].startswith("date_of_birth:")
     assert "= 0.150 is below m(Within a year) = 0.800" in problems[0]
@@ -298,13 +298,13 @@ def test_noisy_but_valid_model_is_accepted() -> None:
     settings["comparisons"][0]["comparison_levels"][3] = _level("ELSE", 0.25, 0.968)
     settings["comparisons"][1]["comparison_levels"][1] = _level("Exact match", 0.41, 0.0005)
     settings["comparisons"][1]["comparison_levels"][2] = _level("ELSE", 0.59, 0.9995)
-    assert sanity_problems(settings, CONVERGED) == []
+    assert sanity_problems(settings) == []
 
 
 def test_non_converged_em_session_is_a_warning_not_a_rejection() -> None:
     training = [CONVERGED[0], {"blocking_rule": ["email"], "iterations": 100,
                                "converged": False}]
-    assert sanity_problems(_settings(), training) == []
+    assert sanity_problems(_settings()) == []
     warnings = training_warnings(training)
     assert len(warnings) == 1
     assert warnings[0].startswith("EM blocked on ['email'] did not converge in 100 iterations")
@@ -317,12 +317,12 @@ def test_untrained_m_and_inverted_weights_are_flagged() -> None:
     email = settings["comparisons"][1]["comparison_levels"]
     # Splink writes a text marker when a level was never observed in training.
     email[1]["m_probability"] = "level not observed in training dataset"
-    problems = sanity_problems(settings, CONVERGED)
+    problems = sanity_problems(settings)
     assert problems == ["email: 'Exact match on email' has no trained m: no training pair "
                         "agreed on it; change matching.training_rules in the registry"]
     settings = _settings()
     settings["comparisons"][1]["comparison_levels"][2] = _level("ELSE", 0.9, 0.2)
-    problems = sanity_problems(settings, CONVERGED)
+    problems = sanity_problems(settings)
     assert len(problems) == 1 and "disagreement ('ELSE') has a positive match weight" in problems[0]
     assert f"{math.log2(0.9 / 0.2):.2f}" in problems[0]
 
@@ -346,7 +346,7 @@ def test_identifier_m_that_em_could_not_estimate_gets_the_prior(exact_m, else_m,
     engine._identifier_priors(settings)
     levels = settings["comparisons"][-1]["comparison_levels"]
     assert (levels[1]["m_probability"], levels[2]["m_probability"]) == pytest.approx(expected)
-    assert sanity_problems(settings, CONVERGED) == []
+    assert sanity_problems(settings) == []
 
 
 # --- linked_share_problem -----------------------------------------------------------------

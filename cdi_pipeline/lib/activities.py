@@ -18,7 +18,7 @@ import polars as pl
 
 from cdi_pipeline.lib.cleaning import balance
 from cdi_pipeline.lib.contracts import ACTIVITY_COLUMNS, QUARANTINE_COLUMNS, empty_frame
-from cdi_pipeline.lib.registry import Source
+from cdi_pipeline.lib.registry import DEFAULT_EVENT_DATE_EARLIEST, Source
 from cdi_pipeline.lib.standardise import parse_datetimes
 from cdi_pipeline.lib.standardise.text import squish_controls
 
@@ -81,7 +81,7 @@ def _consent(expr: pl.Expr) -> pl.Expr:
 
 
 def clean_activity(raw: pl.DataFrame, source: Source, run_id: str,
-                   earliest: date = date(1900, 1, 1)) -> ActivityResult:
+                   earliest: date = DEFAULT_EVENT_DATE_EARLIEST) -> ActivityResult:
     """One raw source table's rows as events, plus quarantine rows for what was held back."""
     activity = source.activity
     if activity is None:

@@ -134,6 +134,8 @@ class Activity(_Strict):
 IDENTIFYING_PARTS: tuple[str, ...] = (*CANONICAL_FIELDS, "name", "identifier")
 # Archives and genealogy hold real birth dates far before 1900; earlier than this is an error.
 DEFAULT_BIRTH_DATE_EARLIEST = date(1600, 1, 1)
+# Orders, tickets and sign-ups from before this are data errors.
+DEFAULT_EVENT_DATE_EARLIEST = date(1900, 1, 1)
 DEFAULT_IDENTIFIABLE_WHEN: tuple[tuple[str, ...], ...] = (
     ("email",), ("phone",), ("identifier",), ("first_name", "last_name"),
     ("name", "date_of_birth"), ("name", "postcode"), ("name", "city"), ("name", "street"),
@@ -183,23 +185,13 @@ class GateSettings(_Strict):
             raise ValueError("identifiable_when needs at least one entry")
         return value
 
-    @model_validator(mode="after")
-    def _ordered(self) -> GateSettings:
-        if (self.birth_date_earliest and self.birth_date_latest
-                and self.birth_date_earliest >= self.birth_date_latest):
-            raise ValueError(
-                f"birth_date_earliest {self.birth_date_earliest} is not before "
-                f"birth_date_latest {self.birth_date_latest}"
-            )
-        return self
-
 
 class Gates(BaseModel):
     """The gates in force for one source: its own keys over the top level's over defaults."""
 
     birth_date_earliest: date = DEFAULT_BIRTH_DATE_EARLIEST
     birth_date_latest: date | None = None
-    event_date_earliest: date = date(1900, 1, 1)
+    event_date_earliest: date = DEFAULT_EVENT_DATE_EARLIEST
     identifiable_when: tuple[tuple[str, ...], ...] = DEFAULT_IDENTIFIABLE_WHEN
 
 

@@ -185,7 +185,7 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                 )
             for warning in training_warnings(training):
                 context.log.warning(warning)
-            problems = sanity_problems(settings, training)
+            problems = sanity_problems(settings)
             if problems:
                 rejected = engine.save_model(folder, settings, spec, training, make_current=False)
                 raise ModelRejected(

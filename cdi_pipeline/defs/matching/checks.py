@@ -32,7 +32,7 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         model = engine.load_current_model(models_dir(warehouse))
         if model is None:
             return dg.AssetCheckResult(passed=False, description="no model has been promoted")
-        problems = sanity_problems(model.splink_settings, model.training)
+        problems = sanity_problems(model.splink_settings)
         warnings = training_warnings(model.training)
         # Unconverged EM alone is a warning: the parameters are judged by the rules above.
         return dg.AssetCheckResult(

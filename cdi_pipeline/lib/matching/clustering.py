@@ -14,6 +14,8 @@ import polars as pl
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
+
 NODE = "unique_id"
 # Evidence order for the constrained re-clustering: steward first, then rules, then model.
 _PRIORITY = {"must_link": 0, "deterministic": 1, "model": 2}
@@ -152,8 +154,6 @@ def strong_agreement_keys(frame: pl.DataFrame, kinds: list[str] | tuple[str, ...
     disagree on: a national id or loyalty number is not shared within a family, and a family
     sharing an email rarely shares a birth date with it.
     """
-    from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX  # noqa: PLC0415
-
     identifiers = [c for c in frame.columns if c.startswith(IDENTIFIER_PREFIX)]
     chosen = [c for c in identifiers if "identifiers" in kinds or c in kinds]
     keys = [pl.col(c).alias(f"{STRONG_PREFIX}{c}") for c in chosen]

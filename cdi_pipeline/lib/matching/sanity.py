@@ -61,7 +61,7 @@ def training_warnings(training: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def sanity_problems(settings: dict[str, Any], training: list[dict[str, Any]]) -> list[str]:
+def sanity_problems(settings: dict[str, Any]) -> list[str]:
     """Reasons to reject a model; empty when it is plausible.
 
     Only shapes no valid model has, whatever the data's noise: a prior outside (0, 0.5);
@@ -70,10 +70,8 @@ def sanity_problems(settings: dict[str, Any], training: list[dict[str, Any]]) ->
     common among matches than exact agreement, which is how EM on the wrong pairs collapses
     (at a million records m(exact birth date) fell to 0.15, the rest went to "within a
     year"). Absolute m floors are no rule: on data with typos in every field the true
-    m(exact) can be 0.4. `training` is accepted for the sessions' record (unconverged EM is a
-    warning, `training_warnings`).
+    m(exact) can be 0.4. Unconverged EM is a warning (`training_warnings`), not a rule here.
     """
-    del training
     problems = []
     retrain = "; change matching.training_rules in the registry"
     prior = settings.get("probability_two_random_records_match")
