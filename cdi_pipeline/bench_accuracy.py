@@ -214,7 +214,7 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
 
 
 # The evidence rules, each switched on its own, so their effect per data set shows beside
-# the defaults (README, "Matching"): registry lines appended to a copy of the set's registry.
+# the defaults (docs/matching.md): registry lines appended to a copy of the set's registry.
 VARIANTS = {
     "conflicts always win (strong_agreement: [])": "matching:\n  strong_agreement: []\n",
     "birth_date_conflict_yields_to_link: true":

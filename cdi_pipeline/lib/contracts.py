@@ -1,7 +1,7 @@
 """Data contracts (Pandera, polars backend): what each layer promises, column by column.
 
 The column descriptions here are the single source for DuckDB `COMMENT ON COLUMN`, the Dagster
-column schema and the README: a column is described once.
+column schema and the docs: a column is described once.
 """
 
 from __future__ import annotations
