@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 import yaml
 
-from cdi_pipeline.lib.cleaning import clean_source
-from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.cleaned.records import clean_source
+from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import RegistryError, load_registry
 
 TODAY = date(2026, 12, 1)

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from cdi_pipeline.lib.cleaning import clean_source
-from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.cleaned.records import clean_source
+from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import load_registry
 
 

@@ -21,7 +21,7 @@ from cdi_pipeline.datagen.foreign import (
     generate_archival,
     generate_international,
 )
-from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import load_registry
 
 PERSONS = 300

@@ -15,8 +15,8 @@ from cdi_pipeline.datagen.minimal import (
     MINIMAL_TRUTH_FILE,
     generate_minimal,
 )
-from cdi_pipeline.lib.cleaning import CleanResult, clean_source
-from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.cleaned.records import CleanResult, clean_source
+from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import Registry, load_registry
 
 PERSONS = 300

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from cdi_pipeline.lib.activities import empty_events
+from cdi_pipeline.lib.cleaned.activities import empty_events
 from cdi_pipeline.lib.golden.survivorship import (
     RECORD_COLUMNS,
     build_golden,

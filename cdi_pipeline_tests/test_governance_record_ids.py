@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from cdi_pipeline.lib.governance import (
+from cdi_pipeline.lib.governance.erasure import (
     ErasureTargets,
     purge_rows,
     suppressed_rows,

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cdi_pipeline.lib.governance import ErasureRequestError, read_requests
-from cdi_pipeline.lib.governed_files import read_governed_csv
+from cdi_pipeline.lib.governance.erasure import ErasureRequestError, read_requests
+from cdi_pipeline.lib.governance.files import read_governed_csv
 
 
 class StewardFileError(ValueError):

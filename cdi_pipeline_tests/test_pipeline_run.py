@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from cdi_pipeline.datagen import generate
-from cdi_pipeline.lib.cleaning import clean_source
-from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.cleaned.records import clean_source
+from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import load_registry
 
 INJECTED_RULES = {

@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 from cdi_pipeline.datagen import REFERENCE_DATE, generate
 from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.jobs import FULL_REFRESH
-from cdi_pipeline.lib.cleaning import clean_source
+from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.matching import engine, run
 from cdi_pipeline.lib.matching.spec import derive_spec, prepare_input
 from cdi_pipeline.lib.privacy import KEY_ENV
-from cdi_pipeline.lib.publish import ANALYTICS_FILE
-from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE
+from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import SegmentsConfig, load_registry
 from cdi_pipeline.lib.segments.exports import CURRENT_LINK
 from cdi_pipeline.lib.segments.segments import summarise

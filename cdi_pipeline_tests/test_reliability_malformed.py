@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.lib.cleaning import clean_source, conservation
-from cdi_pipeline.lib.governance import ErasureTargets, purge_rows
-from cdi_pipeline.lib.raw import SourceFileError, load_source
+from cdi_pipeline.lib.cleaned.records import clean_source, conservation
+from cdi_pipeline.lib.governance.erasure import ErasureTargets, purge_rows
+from cdi_pipeline.lib.raw.sources import SourceFileError, load_source
 from cdi_pipeline.lib.registry import Registry, RegistryError, load_registry
 from cdi_pipeline_tests.conftest import write_small_source_set
 
@@ -271,7 +271,7 @@ def test_parquet_with_wrong_types_loads_and_quarantines(small_registry: Path) ->
 
 
 def test_float_customer_reference_still_meets_its_record(small_registry: Path) -> None:
-    from cdi_pipeline.lib.activities import clean_activity
+    from cdi_pipeline.lib.cleaned.activities import clean_activity
 
     pl.DataFrame({"order_id": [1.0, 2.0], "account": [10.0, None],
                   "order_date": ["2024-01-02", "2024-01-03"], "total": ["12.50", "3"]},

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
-from cdi_pipeline.lib.activities import clean_activity, empty_events, parse_amount
+from cdi_pipeline.lib.cleaned.activities import clean_activity, empty_events, parse_amount
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.registry import ExportConfig, SegmentsConfig, Source

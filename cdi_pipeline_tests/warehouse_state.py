@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from cdi_pipeline.lib.privacy import KEY_ENV
-from cdi_pipeline.lib.publish import ANALYTICS_FILE
+from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE
 from cdi_pipeline.lib.storage import STAGING_PREFIX, WAREHOUSE_FILE, quote_identifier
 
 BIN = Path(sys.executable).parent

@@ -9,8 +9,8 @@ import polars as pl
 
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
-from cdi_pipeline.lib.activities import clean_activity, empty_events, event_conservation
-from cdi_pipeline.lib.cleaning import clean_source, conservation
+from cdi_pipeline.lib.cleaned.activities import clean_activity, empty_events, event_conservation
+from cdi_pipeline.lib.cleaned.records import clean_source, conservation
 from cdi_pipeline.lib.contracts import (
     ACTIVITY_COLUMNS,
     CUSTOMER_RECORD_COLUMNS,

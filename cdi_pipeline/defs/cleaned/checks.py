@@ -6,7 +6,7 @@ import polars as pl
 
 from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS, QUARANTINE
 from cdi_pipeline.defs.shared.resources import WarehouseResource
-from cdi_pipeline.lib.cleaning import conservation
+from cdi_pipeline.lib.cleaned.records import conservation
 from cdi_pipeline.lib.contracts import customer_records_schema, failure_summary
 from cdi_pipeline.lib.privacy import SHAPE_NOTE, delivered_shapes
 from cdi_pipeline.lib.registry import Registry

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
-from cdi_pipeline.lib.governance import (
+from cdi_pipeline.lib.governance.erasure import (
     REWRITE_OWED,
     bookkeeping_writes,
     purge_published_file,
@@ -19,7 +19,7 @@ from cdi_pipeline.lib.governance import (
     suppression_entries,
 )
 from cdi_pipeline.lib.privacy import key_fingerprint, pseudonym_key
-from cdi_pipeline.lib.publish import ANALYTICS_FILE
+from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import (
     frame_to_markdown,

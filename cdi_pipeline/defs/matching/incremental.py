@@ -35,22 +35,22 @@ from cdi_pipeline.defs.shared.resources import (
     WarehouseResource,
 )
 from cdi_pipeline.instance_repair import repair
-from cdi_pipeline.lib.activities import clean_activity, empty_events
-from cdi_pipeline.lib.cleaning import clean_source
+from cdi_pipeline.lib.cleaned.activities import clean_activity, empty_events
+from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX, QUARANTINE_COLUMNS, empty_frame
 from cdi_pipeline.lib.enrichment.enrich import address_key, enrich_customers, quarter_of
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.golden.survivorship import RECORD_COLUMNS as GOLDEN_COLUMNS
 from cdi_pipeline.lib.golden.survivorship import build_golden
-from cdi_pipeline.lib.governance import suppressed_rows
+from cdi_pipeline.lib.governance.erasure import suppressed_rows
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.incremental import closure, identity_updates
 from cdi_pipeline.lib.matching.rules import read_overrides
 from cdi_pipeline.lib.matching.run import match, pair_bounds, score_pairs
 from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, UNIQUE_ID, derive_spec, prepare_input
 from cdi_pipeline.lib.privacy import pseudonym_key
-from cdi_pipeline.lib.raw import load_source
+from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.segments.segments import build_segments
 from cdi_pipeline.lib.storage import (

@@ -9,7 +9,11 @@ from cdi_pipeline.defs.matching.assets import ID_MAP
 from cdi_pipeline.defs.segments.assets import SEGMENT_SUMMARY
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN, pseudonym_key
-from cdi_pipeline.lib.publish import ANALYTICS_FILE, STORAGE_VERSION, build_analytics_file
+from cdi_pipeline.lib.published.analytics import (
+    ANALYTICS_FILE,
+    STORAGE_VERSION,
+    build_analytics_file,
+)
 from cdi_pipeline.lib.storage import quote_identifier
 
 ANALYTICS = dg.AssetKey(["published", "analytics"])

@@ -5,7 +5,7 @@ import dagster as dg
 from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS, QUARANTINE
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
-from cdi_pipeline.lib.profile import PROFILE_DESCRIPTIONS, field_profile, profile_markdown
+from cdi_pipeline.lib.quality.profile import PROFILE_DESCRIPTIONS, field_profile, profile_markdown
 from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, replace_tables
 
 FIELD_PROFILE = dg.AssetKey(["quality", "field_profile"])

@@ -8,9 +8,9 @@ from cdi_pipeline.defs.governance.assets import SUPPRESSION_LIST
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.contracts import ROW_KEYS, failure_summary, raw_schema
-from cdi_pipeline.lib.governance import suppressed_rows
+from cdi_pipeline.lib.governance.erasure import suppressed_rows
 from cdi_pipeline.lib.privacy import PERSONAL_FIELDS, pseudonym_key
-from cdi_pipeline.lib.raw import LINEAGE_COLUMNS, SourceFileError, load_source
+from cdi_pipeline.lib.raw.sources import LINEAGE_COLUMNS, SourceFileError, load_source
 from cdi_pipeline.lib.registry import Registry, Source
 from cdi_pipeline.lib.storage import (
     TableWrite,

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
-from cdi_pipeline.lib.governed_files import read_governed_csv
+from cdi_pipeline.lib.governance.files import read_governed_csv
 from cdi_pipeline.lib.matching.spec import UNIQUE_ID, record_key
 
 OVERRIDE_COLUMNS = (

@@ -69,6 +69,12 @@ def squish_controls(expr: pl.Expr) -> pl.Expr:
     return squish(expr.str.replace_all(r"[[\p{Cc}\p{Cf}]--\s]", ""))
 
 
+def id_text(expr: pl.Expr) -> pl.Expr:
+    """A value as text with controls squished: record ids (the raw layer checks uniqueness on
+    this) and the cleaned layer's plain text fields."""
+    return squish_controls(expr.cast(pl.String))
+
+
 def fold_accents(expr: pl.Expr) -> pl.Expr:
     """Fold accented/compatibility characters to their ASCII base (é->e, ß->ss, ﬁ->fi)."""
     # NFKD instead of plain NFD so ligatures, full-width and superscript forms fold as well.

@@ -37,7 +37,7 @@ from cdi_pipeline.lib.standardise import (
     standardise_names,
     standardise_phone,
 )
-from cdi_pipeline.lib.standardise.text import squish_controls
+from cdi_pipeline.lib.standardise.text import id_text
 
 DEFAULT_TRUST = 99
 MAX_TEXT_LENGTH = 500
@@ -96,15 +96,6 @@ class CleanResult:
         return self.quarantine.filter(pl.col("scope") == "record").height
 
 
-def _text(expr: pl.Expr) -> pl.Expr:
-    return squish_controls(expr.cast(pl.String))
-
-
-def id_text(expr: pl.Expr) -> pl.Expr:
-    """A record id as the cleaned layer stores it (the raw layer checks uniqueness on this)."""
-    return _text(expr)
-
-
 def _utc_naive(dtype: pl.DataType) -> pl.Expr:
     # DuckDB hands time zones back under other names ('Etc/UTC'); naive UTC compares cleanly.
     column = pl.col("_loaded_at")
@@ -127,12 +118,12 @@ def _canonical_input(raw: pl.DataFrame, source: Source) -> pl.DataFrame:
         elif field == "date_of_birth" and raw.schema[column] in (pl.Date, pl.Datetime):
             exprs.append(pl.col(column).cast(pl.Date).alias(field))
         else:
-            exprs.append(_text(pl.col(column)).alias(field))
+            exprs.append(id_text(pl.col(column)).alias(field))
     for name, column in source.identifiers.items():
-        exprs.append(_text(pl.col(column)).alias(f"{IDENTIFIER_PREFIX}{name}"))
+        exprs.append(id_text(pl.col(column)).alias(f"{IDENTIFIER_PREFIX}{name}"))
     if source.attributes:
         exprs.append(
-            pl.struct([_text(pl.col(c)).alias(c) for c in source.attributes])
+            pl.struct([id_text(pl.col(c)).alias(c) for c in source.attributes])
             .struct.json_encode()
             .alias("attributes")
         )

@@ -24,13 +24,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from cdi_pipeline.lib.cleaning import id_text
 from cdi_pipeline.lib.contracts import ColumnSpec, describe, empty_frame
-from cdi_pipeline.lib.governed_files import read_governed_csv
+from cdi_pipeline.lib.governance.files import read_governed_csv
 from cdi_pipeline.lib.privacy import keyed_hash_sql
-from cdi_pipeline.lib.publish import STORAGE_VERSION
+from cdi_pipeline.lib.published.analytics import STORAGE_VERSION
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.standardise import standardise_email, standardise_phone
+from cdi_pipeline.lib.standardise.text import id_text
 from cdi_pipeline.lib.storage import (
     PartitionWrite,
     quote_identifier,

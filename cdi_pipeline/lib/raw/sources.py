@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from cdi_pipeline.lib.cleaning import id_text
 from cdi_pipeline.lib.registry import Registry, Source
+from cdi_pipeline.lib.standardise.text import id_text
 
 # Lineage columns added to every raw table.
 LINEAGE_COLUMNS: dict[str, str] = {

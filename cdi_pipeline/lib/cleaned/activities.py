@@ -16,11 +16,11 @@ from datetime import date
 
 import polars as pl
 
-from cdi_pipeline.lib.cleaning import balance
+from cdi_pipeline.lib.cleaned.records import balance
 from cdi_pipeline.lib.contracts import ACTIVITY_COLUMNS, QUARANTINE_COLUMNS, empty_frame
 from cdi_pipeline.lib.registry import DEFAULT_EVENT_DATE_EARLIEST, Source
 from cdi_pipeline.lib.standardise import parse_datetimes
-from cdi_pipeline.lib.standardise.text import squish_controls
+from cdi_pipeline.lib.standardise.text import id_text
 
 EVENT_RULE_MESSAGES: dict[str, str] = {
     "event_id_missing": "the event has no record id, so it cannot be referenced",
@@ -33,9 +33,21 @@ EVENT_RULE_MESSAGES: dict[str, str] = {
 }
 
 _CONSENT_VALUES = {
-    "ja": True, "j": True, "yes": True, "y": True, "true": True, "1": True, "opt-in": True,
-    "optin": True, "nee": False, "n": False, "no": False, "false": False, "0": False,
-    "opt-out": False, "optout": False,
+    "ja": True,
+    "j": True,
+    "yes": True,
+    "y": True,
+    "true": True,
+    "1": True,
+    "opt-in": True,
+    "optin": True,
+    "nee": False,
+    "n": False,
+    "no": False,
+    "false": False,
+    "0": False,
+    "opt-out": False,
+    "optout": False,
 }
 
 
@@ -51,10 +63,6 @@ class ActivityResult:
     def rejected_events(self) -> int:
         """Events held back whole."""
         return self.quarantine.filter(pl.col("scope") == "event").height
-
-
-def _text(column: str) -> pl.Expr:
-    return squish_controls(pl.col(column).cast(pl.String))
 
 
 def parse_amount(expr: pl.Expr) -> pl.Expr:
@@ -76,45 +84,45 @@ def parse_amount(expr: pl.Expr) -> pl.Expr:
 
 
 def _consent(expr: pl.Expr) -> pl.Expr:
-    return expr.str.to_lowercase().replace_strict(_CONSENT_VALUES, default=None,
-                                                  return_dtype=pl.Boolean)
+    return expr.str.to_lowercase().replace_strict(
+        _CONSENT_VALUES, default=None, return_dtype=pl.Boolean
+    )
 
 
-def clean_activity(raw: pl.DataFrame, source: Source, run_id: str,
-                   earliest: date = DEFAULT_EVENT_DATE_EARLIEST) -> ActivityResult:
+def clean_activity(
+    raw: pl.DataFrame, source: Source, run_id: str, earliest: date = DEFAULT_EVENT_DATE_EARLIEST
+) -> ActivityResult:
     """One raw source table's rows as events, plus quarantine rows for what was held back."""
     activity = source.activity
     if activity is None:
         raise ValueError(f"source {source.name!r} declares no activity")
     reference = activity.customer
     fmt = activity.occurred_at_format or source.date_format
-    amount_raw = (
-        pl.col(activity.amount) if activity.amount else pl.lit(None, dtype=pl.String)
-    )
+    amount_raw = pl.col(activity.amount) if activity.amount else pl.lit(None, dtype=pl.String)
     base = raw.select(
-        _text(source.record_id).alias("event_id"),
+        id_text(pl.col(source.record_id)).alias("event_id"),
         pl.col("_row_number").alias("source_row_number"),
         pl.lit(reference.source if reference else source.name).alias("customer_source"),
-        (_text(reference.column) if reference else _text(source.record_id)).alias(
-            "customer_record_id"
-        ),
+        (
+            id_text(pl.col(reference.column)) if reference else id_text(pl.col(source.record_id))
+        ).alias("customer_record_id"),
         pl.col(activity.occurred_at).alias("occurred_at"),
         amount_raw.cast(pl.String).alias("amount_text"),
         (
-            _text(activity.channel).str.to_lowercase()
+            id_text(pl.col(activity.channel)).str.to_lowercase()
             if activity.channel
             else pl.lit(None, dtype=pl.String)
         ).alias("channel"),
-        (_text(activity.consent) if activity.consent else pl.lit(None, dtype=pl.String)).alias(
-            "consent_text"
-        ),
+        (
+            id_text(pl.col(activity.consent)) if activity.consent else pl.lit(None, dtype=pl.String)
+        ).alias("consent_text"),
         pl.col("_source_file").alias("source_file"),
         pl.col("_run_id").alias("load_run_id"),
     )
     if base.schema["occurred_at"] not in (pl.Date, pl.Datetime) and not isinstance(
         base.schema["occurred_at"], pl.Datetime
     ):
-        base = base.with_columns(_text("occurred_at").alias("occurred_at"))
+        base = base.with_columns(id_text(pl.col("occurred_at")).alias("occurred_at"))
     parsed = parse_datetimes(base, "occurred_at", fmt, earliest=earliest).with_columns(
         (
             parse_amount(pl.col("amount_text"))
@@ -129,8 +137,7 @@ def clean_activity(raw: pl.DataFrame, source: Source, run_id: str,
         .when(pl.col("customer_record_id").is_null())
         .then(pl.lit("event_customer_missing"))
         .when(
-            pl.col("occurred_at").is_null()
-            & (pl.col("occurred_at_issue") == "date_out_of_range")
+            pl.col("occurred_at").is_null() & (pl.col("occurred_at_issue") == "date_out_of_range")
         )
         .then(pl.lit("event_date_out_of_range"))
         .when(pl.col("occurred_at").is_null())
@@ -197,8 +204,14 @@ def empty_events() -> pl.DataFrame:
     return empty_frame(ACTIVITY_COLUMNS)
 
 
-def event_conservation(raw_counts: dict[str, int], events: pl.DataFrame,
-                       quarantine: pl.DataFrame) -> pl.DataFrame:
+def event_conservation(
+    raw_counts: dict[str, int], events: pl.DataFrame, quarantine: pl.DataFrame
+) -> pl.DataFrame:
     """Per behavioural source: raw rows, events kept, events held back, whether they add up."""
-    return balance(raw_counts, events, quarantine.filter(pl.col("scope") == "event"),
-                   kept="events", held="held_back")
+    return balance(
+        raw_counts,
+        events,
+        quarantine.filter(pl.col("scope") == "event"),
+        kept="events",
+        held="held_back",
+    )

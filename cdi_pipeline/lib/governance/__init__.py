@@ -1,0 +1,1 @@
+"""Governance layer: erasure requests, suppression, and the steward-kept files."""

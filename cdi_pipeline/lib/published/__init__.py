@@ -1,0 +1,1 @@
+"""Published layer: the analyst file, masked and described."""

@@ -1,0 +1,1 @@
+"""Quality layer: field profiles of the cleaned records."""
