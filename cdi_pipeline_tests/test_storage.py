@@ -11,6 +11,7 @@ from cdi_pipeline.lib.storage import (
     STAGING_PREFIX,
     Staging,
     TableWrite,
+    registered,
     replace_tables,
     stage_table,
 )
@@ -118,3 +119,16 @@ def test_stage_table_commits_held_batches_and_drops_them_on_failure(tmp_path: Pa
         stage_table(con, failing, rows_per_commit=10)
     assert _tables(con) == {"field_lineage"}
     assert con.sql("SELECT count(*) FROM golden.field_lineage").fetchall() == [(4,)]
+
+
+def test_registered_view_is_gone_after_the_block_even_when_it_fails(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    frame = pl.DataFrame({"a": [1, 2, 3]})
+    with registered(con, "__frame", frame) as name:
+        assert con.sql(f"SELECT sum(a) FROM {name}").fetchone()[0] == 6
+    with pytest.raises(duckdb.CatalogException):
+        con.sql("SELECT * FROM __frame").fetchall()
+    with pytest.raises(RuntimeError), registered(con, "__frame", frame):
+        raise RuntimeError("step failed")
+    with pytest.raises(duckdb.CatalogException):
+        con.sql("SELECT * FROM __frame").fetchall()

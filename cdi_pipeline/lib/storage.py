@@ -37,6 +37,19 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@contextlib.contextmanager
+def registered(
+    con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | pa.Table
+) -> Iterator[str]:
+    """`frame` visible to SQL on `con` as the view `name` for the `with` block only: a view
+    left registered keeps its Arrow data alive for as long as the connection lives."""
+    con.register(name, _arrow(frame) if isinstance(frame, pl.DataFrame) else frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
 @dataclass(frozen=True)
 class TableWrite:
     """A table to (re)place: its rows, what it is, and what each column means."""
