@@ -125,7 +125,7 @@ def test_registered_view_is_gone_after_the_block_even_when_it_fails(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     frame = pl.DataFrame({"a": [1, 2, 3]})
     with registered(con, "__frame", frame) as name:
-        assert con.sql(f"SELECT sum(a) FROM {name}").fetchone()[0] == 6
+        assert con.sql(f"SELECT sum(a) FROM {name}").fetchall() == [(6,)]
     with pytest.raises(duckdb.CatalogException):
         con.sql("SELECT * FROM __frame").fetchall()
     with pytest.raises(RuntimeError), registered(con, "__frame", frame):
