@@ -72,10 +72,14 @@ def test_bundled_definitions_snapshot() -> None:
     )
     assert checks == EXPECTED_CHECKS
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
-        "full_refresh", "incremental_refresh", "publish_refresh", "quarterly_refresh"
+        "full_refresh",
+        "incremental_refresh",
+        "publish_refresh",
+        "quarterly_refresh",
     ]
     assert sorted(s.name for s in repo.sensor_defs) == [
-        "incoming_files_sensor", "publish_after_incremental"
+        "incoming_files_sensor",
+        "publish_after_incremental",
     ]
     assert {s.name: s.cron_schedule for s in repo.schedule_defs} == {
         "quarterly_refresh_schedule": "0 3 1 1,4,7,10 *"
@@ -105,3 +109,4 @@ def test_registry_error_surfaces_at_load(tmp_path) -> None:
     bad.write_text("sources:\n  - name: x\n    path: a.csv\n    format: xml\n    record_id: id\n")
     with pytest.raises(RegistryError, match=r"source 'x', key 'format'"):
         build_definitions(bad, tmp_path / "wh")
+

@@ -22,7 +22,7 @@ import pytest
 
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.jobs import (
+from cdi_pipeline.defs.jobs.jobs import (
     QUARTERLY_REFRESH,
     QUARTERLY_SCHEDULE,
     dated_run_config,

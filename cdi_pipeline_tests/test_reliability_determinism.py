@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cdi_pipeline.datagen import REFERENCE_DATE, generate
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.jobs import FULL_REFRESH
+from cdi_pipeline.defs.jobs.jobs import FULL_REFRESH
 from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.matching import engine, run

@@ -28,7 +28,7 @@ import yaml
 
 from cdi_pipeline.bench import hold_back
 from cdi_pipeline.datagen import generate
-from cdi_pipeline.defs.matching.incremental import INCOMING_DIR, INCREMENTAL_REFRESH
+from cdi_pipeline.defs.incremental.refresh import INCOMING_DIR, INCREMENTAL_REFRESH
 from cdi_pipeline.lib.governance.erasure import REWRITE_OWED
 from cdi_pipeline_tests.warehouse_state import (
     Fingerprint,

@@ -42,39 +42,35 @@ def dated_run_config(reference_date: str) -> dict:
                     for step in DATED_STEPS}}
 
 
-def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
-    """The jobs of the code location."""
-    full_refresh = dg.define_asset_job(
-        name=FULL_REFRESH,
-        selection=dg.AssetSelection.all(),
-        description="Rebuild every layer from the raw source files to the published tables.",
-        # One process: the layers run one after another on one warehouse file anyway, and this
-        # saves a Python start-up per step.
-        executor_def=dg.in_process_executor,
-        tags={"cdi/job": FULL_REFRESH},
-    )
-    quarterly = dg.define_asset_job(
-        name=QUARTERLY_REFRESH,
-        selection=QUARTERLY_SELECTION,
-        description="Re-run enrichment and everything downstream (features, segments, customer "
-        "360, exports), keep this quarter's snapshots and republish the analyst file.",
-        executor_def=dg.in_process_executor,
-        tags={"cdi/job": QUARTERLY_REFRESH},
-    )
-    publish = dg.define_asset_job(
-        name=PUBLISH_REFRESH,
-        selection=dg.AssetSelection.assets(ANALYTICS, ACTIVATION_EXPORTS),
-        description="Rebuild the analyst file and the activation exports from the warehouse as "
-        "it is (after an incremental batch).",
-        executor_def=dg.in_process_executor,
-        tags={"cdi/job": PUBLISH_REFRESH},
-    )
-    return [full_refresh, quarterly, publish]
+FULL_REFRESH_JOB = dg.define_asset_job(
+    name=FULL_REFRESH,
+    selection=dg.AssetSelection.all(),
+    description="Rebuild every layer from the raw source files to the published tables.",
+    # One process: the layers run one after another on one warehouse file anyway, and this
+    # saves a Python start-up per step.
+    executor_def=dg.in_process_executor,
+    tags={"cdi/job": FULL_REFRESH},
+)
+QUARTERLY_REFRESH_JOB = dg.define_asset_job(
+    name=QUARTERLY_REFRESH,
+    selection=QUARTERLY_SELECTION,
+    description="Re-run enrichment and everything downstream (features, segments, customer "
+    "360, exports), keep this quarter's snapshots and republish the analyst file.",
+    executor_def=dg.in_process_executor,
+    tags={"cdi/job": QUARTERLY_REFRESH},
+)
+PUBLISH_REFRESH_JOB = dg.define_asset_job(
+    name=PUBLISH_REFRESH,
+    selection=dg.AssetSelection.assets(ANALYTICS, ACTIVATION_EXPORTS),
+    description="Rebuild the analyst file and the activation exports from the warehouse as "
+    "it is (after an incremental batch).",
+    executor_def=dg.in_process_executor,
+    tags={"cdi/job": PUBLISH_REFRESH},
+)
 
 
 def build_publish_sensor(
-    incremental_job: dg.JobDefinition, publish_job: dg.UnresolvedAssetJobDefinition
-) -> dg.SensorDefinition:
+    incremental_job: dg.JobDefinition) -> dg.SensorDefinition:
     """After every successful incremental batch, republish what analysts and marketing read.
 
     A separate run, not a step of the batch: the batch's own time stays the matching work,
@@ -86,7 +82,7 @@ def build_publish_sensor(
         name=PUBLISH_SENSOR,
         run_status=dg.DagsterRunStatus.SUCCESS,
         monitored_jobs=[incremental_job],
-        request_job=publish_job,
+        request_job=PUBLISH_REFRESH_JOB,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Republishes analytics.duckdb and the activation exports after each "
         "successful incremental_refresh.",
