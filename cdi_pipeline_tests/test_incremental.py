@@ -134,6 +134,19 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
     for phase in ("load and clean the new files", "score new records against their blocking "
                   "candidates", "re-match the affected customers", "write (one transaction)"):
         assert f"| {phase} |" in phases, phases
+    # Every table the batch rewrote shows its whole size and its columns, as after a full run.
+    materialized = {
+        e.event_specific_data.materialization.asset_key:
+            e.event_specific_data.materialization.metadata
+        for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    assert len(materialized) == 15
+    for key, meta in materialized.items():
+        table = ".".join(key.path)
+        assert meta["dagster/row_count"].value == _count(inc, f"SELECT count(*) FROM {table}")
+        assert meta["dagster/table_name"].value == f"cdi.{table}"
+        assert [c.name for c in meta["dagster/column_schema"].schema.columns] == _read(
+            inc, f"SELECT * FROM {table} LIMIT 0").columns
     # Files were moved out of the way, so the sensor does not ask again.
     assert not list((inc / "input" / "incoming").glob("*/*.*"))
     after = _xref(inc)

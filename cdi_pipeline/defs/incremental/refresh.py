@@ -29,6 +29,7 @@ from cdi_pipeline.defs.matching.assets import (
     models_dir,
 )
 from cdi_pipeline.defs.shared.config import run_date
+from cdi_pipeline.defs.shared.metadata import stored_table_metadata
 from cdi_pipeline.defs.shared.resources import (
     WAREHOUSE_POOL,
     ReferenceResource,
@@ -338,14 +339,17 @@ def build_incremental(registry: Registry):
         context.log.info(f"incremental refresh: {stats}")
         phase_table = "| phase | seconds |\n|---|---|\n" + "\n".join(
             f"| {name} | {s:.2f} |" for name, s in watch.phases.items())
+        batch = {**{k: dg.MetadataValue.int(v) if isinstance(v, int)
+                    else dg.MetadataValue.float(float(v)) for k, v in stats.items()},
+                 "files_loaded": dg.MetadataValue.text(", ".join(config.files)),
+                 "seconds_by_phase": dg.MetadataValue.md(phase_table)}
+        with warehouse.connect() as con:
+            tables = {key: stored_table_metadata(con, key) for key in affected_keys}
         for asset_key in affected_keys:
             yield dg.AssetMaterialization(
                 asset_key=asset_key,
                 description="Updated by incremental_refresh for the affected customers.",
-                metadata={**{k: dg.MetadataValue.int(v) if isinstance(v, int)
-                             else dg.MetadataValue.float(float(v)) for k, v in stats.items()},
-                          "files_loaded": dg.MetadataValue.text(", ".join(config.files)),
-                          "seconds_by_phase": dg.MetadataValue.md(phase_table)},
+                metadata={**tables[asset_key], **batch},
             )
 
     @dg.job(name=INCREMENTAL_REFRESH, description="Match files dropped in incoming/<source>/ "

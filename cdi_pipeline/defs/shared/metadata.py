@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import dagster as dg
+import duckdb
 import polars as pl
 
-from cdi_pipeline.lib.storage import TableWrite
+from cdi_pipeline.lib.storage import TableWrite, quote_identifier
 
 
 def column_schema(frame: pl.DataFrame, descriptions: Mapping[str, str]) -> dg.TableSchema:
@@ -27,4 +28,26 @@ def table_metadata(write: TableWrite, rows: int | None = None) -> dict[str, obje
         "dagster/row_count": dg.MetadataValue.int(write.frame.height if rows is None else rows),
         "dagster/table_name": dg.MetadataValue.text(f"cdi.{write.qualified}"),
         "dagster/column_schema": column_schema(write.frame, write.column_descriptions),
+    }
+
+
+def stored_table_metadata(con: duckdb.DuckDBPyConnection, key: dg.AssetKey) -> dict[str, object]:
+    """Row count, table name and column schema of the table `key` names (schema, table) as
+    it is stored now, with the column comments the write left: for a step that changed only
+    some rows of a table and so holds no frame of the whole."""
+    schema, table = key.path
+    columns = con.execute(
+        "SELECT column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? "
+        "ORDER BY column_index",
+        [schema, table],
+    ).fetchall()
+    rows = con.sql(f"SELECT count(*) FROM {quote_identifier(schema)}.{quote_identifier(table)}")
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows.fetchall()[0][0]),
+        "dagster/table_name": dg.MetadataValue.text(f"cdi.{schema}.{table}"),
+        "dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn(name=name, type=dtype, description=comment or None)
+            for name, dtype, comment in columns
+        ]),
     }
