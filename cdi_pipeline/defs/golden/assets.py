@@ -14,8 +14,8 @@ from cdi_pipeline.lib.golden.customer_360 import build_customer_360, customer_36
 from cdi_pipeline.lib.golden.features import FEATURE_COLUMNS, build_features
 from cdi_pipeline.lib.golden.survivorship import (
     CUSTOMER_COLUMNS,
-    LINEAGE_COLUMNS,
-    RECORD_COLUMNS,
+    FIELD_LINEAGE_COLUMNS,
+    GOLDEN_INPUT_COLUMNS,
     build_golden,
 )
 from cdi_pipeline.lib.registry import Registry
@@ -67,7 +67,7 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     )
     def golden_customers(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         started = time.monotonic()
-        wanted = ", ".join(f"c.{quote_identifier(c)}" for c in RECORD_COLUMNS)
+        wanted = ", ".join(f"c.{quote_identifier(c)}" for c in GOLDEN_INPUT_COLUMNS)
         per_pass = registry.golden.batch_customers
         with warehouse.connect() as con:
             # Passes over contiguous customer_id ranges: survivorship only ever looks inside
@@ -137,7 +137,7 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                                CUSTOMER_COLUMNS),
                     TableWrite("golden", "field_lineage", templates["lineage"],
                                "Where every golden value came from and which rule chose it.",
-                               LINEAGE_COLUMNS),
+                               FIELD_LINEAGE_COLUMNS),
                 ]
                 replace_tables(con, writes, staged={
                     "golden.customers": customers_staging.name,
