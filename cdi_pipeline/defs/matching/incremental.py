@@ -42,7 +42,7 @@ from cdi_pipeline.lib.enrichment.enrich import address_key, enrich_customers, qu
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.golden.survivorship import GOLDEN_INPUT_COLUMNS, build_golden
-from cdi_pipeline.lib.governance.erasure import suppressed_rows
+from cdi_pipeline.lib.governance.erasure import drop_suppressed
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.incremental import closure, identity_updates
 from cdi_pipeline.lib.matching.rules import read_overrides
@@ -137,11 +137,7 @@ def build_incremental(registry: Registry):
         raw_writes, new_records, quarantine_rows, new_events = [], [], [], []
         for source, path in loads:
             frame = load_source(registry, source, run_id=run_id).frame
-            if suppression is not None and suppression.height:
-                hit = suppressed_rows(frame, source.name, source.record_id,
-                                      source.fields.get("email"), source.fields.get("phone"),
-                                      source.country or "NL", suppression, key)
-                frame = frame.filter(~hit)
+            frame = drop_suppressed(frame, source, suppression, key=lambda: key).frame
             final = path.parent / LOADED_DIR / path.name
             frame = frame.with_columns(pl.lit(str(final)).alias("_source_file"))
             known = raw_columns[source.name]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,13 +29,14 @@ from cdi_pipeline.lib.contracts import ColumnSpec, describe, empty_frame
 from cdi_pipeline.lib.governance.files import read_governed_csv
 from cdi_pipeline.lib.privacy import keyed_hash_sql
 from cdi_pipeline.lib.published.analytics import STORAGE_VERSION
-from cdi_pipeline.lib.registry import Registry
+from cdi_pipeline.lib.registry import Registry, Source
 from cdi_pipeline.lib.standardise import standardise_email, standardise_phone
 from cdi_pipeline.lib.standardise.text import id_text
 from cdi_pipeline.lib.storage import (
     PartitionWrite,
     quote_identifier,
     quote_literal,
+    read_table,
     registered,
     table_exists,
     transaction,
@@ -436,6 +438,38 @@ def suppressed_rows(
     finally:
         con.close()
     return mask.fill_null(False)
+
+
+def read_suppression_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """governance.suppression_list, or None before any erasure run has created it."""
+    if not table_exists(con, "governance", "suppression_list"):
+        return None
+    return read_table(con, "governance", "suppression_list")
+
+
+@dataclass(frozen=True)
+class SuppressionResult:
+    """A raw source table without the rows of erased persons, and how many rows went."""
+
+    frame: pl.DataFrame
+    suppressed: int
+
+
+def drop_suppressed(
+    frame: pl.DataFrame, source: Source, suppression: pl.DataFrame | None,
+    key: Callable[[], str],
+) -> SuppressionResult:
+    """`frame` (a source file as loaded, before it is stored) without the rows that match the
+    suppression list by record key, email or phone (`suppressed_rows`); the rows are counted,
+    not quarantined. `key` gives the pseudonymisation key the list was hashed with; it is asked
+    for only when the list has entries (reading it may create the warehouse's key file)."""
+    if suppression is None or not suppression.height:
+        return SuppressionResult(frame, 0)
+    hit = suppressed_rows(
+        frame, source.name, source.record_id, source.fields.get("email"),
+        source.fields.get("phone"), source.country or "NL", suppression, key(),
+    )
+    return SuppressionResult(frame.filter(~hit), int(hit.sum()))
 
 
 def requests_file(registry: Registry) -> Path:
