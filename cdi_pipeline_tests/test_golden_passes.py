@@ -106,6 +106,14 @@ def test_passes_write_what_one_pass_over_everyone_builds(con) -> None:
     assert staging == [(0,)]
 
 
+def test_no_customers_still_gives_both_tables_their_columns(con) -> None:
+    con.execute("DELETE FROM golden.customer_xref")
+    golden = write_golden(con, GoldenConfig())
+    assert golden.summary.passes == 1 and golden.summary.customers == 0
+    assert read_table(con, "golden", "customers").columns == golden.customers.frame.columns
+    assert read_table(con, "golden", "field_lineage").is_empty()
+
+
 def test_the_shown_rules_are_numbered_in_order() -> None:
     config = GoldenConfig(survivorship={"email": ["trust", "most_recent"]})
     assert survivorship_rules(config)["email"] == "1. trust\n2. most_recent"

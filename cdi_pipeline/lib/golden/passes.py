@@ -46,7 +46,9 @@ def customer_ranges(
         "(ORDER BY customer_id) AS rn FROM (SELECT DISTINCT customer_id FROM "
         "golden.customer_xref)) WHERE (rn - 1) % $n = 0 ORDER BY customer_id",
         params={"n": per_pass}).fetchall()]
-    return list(zip(bounds, [*bounds[1:], None], strict=True)) or [(None, None)]
+    if not bounds:
+        return [(None, None)]
+    return list(zip(bounds, [*bounds[1:], None], strict=True))
 
 
 @dataclass(frozen=True)
