@@ -260,7 +260,15 @@ def with_observed_at(records: pl.DataFrame, events: pl.DataFrame) -> pl.DataFram
 def build_golden(
     records: pl.DataFrame, xref: pl.DataFrame, events: pl.DataFrame, config: GoldenConfig
 ) -> GoldenResult:
-    """Golden customers and field lineage from cleaned records and the identity map."""
+    """The golden step for a set of customers: golden records and their field lineage.
+
+    Takes the customers' cleaned records (GOLDEN_INPUT_COLUMNS at least), their identity-map
+    rows (source, source_record_id, customer_id, match_confidence; a record without one is
+    left out), events (a record's own events date it for most_recent; others are ignored) and
+    the registry's golden config. Returns a GoldenResult: one row per customer in
+    CUSTOMER_COLUMNS, the deciding rule counts per field, and the lineage (whole, or field by
+    field through `lineage_batches`).
+    """
     base = (
         with_observed_at(
             records.join(
