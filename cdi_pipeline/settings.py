@@ -8,7 +8,6 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REGISTRY = PROJECT_ROOT / "data" / "sources.yaml"
 DEFAULT_WAREHOUSE_DIR = PROJECT_ROOT / "data" / "warehouse"
-DEFAULT_GOVERNANCE_DIR = PROJECT_ROOT / "data" / "governance"
 DEFAULT_REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 
 

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.cleaned import assets as cleaned_assets
+from cdi_pipeline.lib.cleaned import batch as cleaned_batch
 from cdi_pipeline.lib.contracts import failure_summary
 
 LAYERS = ("raw", "cleaned", "quality")
@@ -67,7 +67,7 @@ def test_a_lost_row_in_a_later_source_leaves_the_previous_tables(
 ) -> None:
     assert _run(small_registry, warehouse_dir).success
     before = _table(warehouse_dir, "cleaned.customer_records")
-    real = cleaned_assets.clean_source
+    real = cleaned_batch.clean_source
 
     def losing_a_row(raw, source, **kwargs):
         # A cleaning bug in the last source (shop): one record vanishes without quarantine.
@@ -76,7 +76,7 @@ def test_a_lost_row_in_a_later_source_leaves_the_previous_tables(
             result = dataclasses.replace(result, records=result.records.head(-1))
         return result
 
-    monkeypatch.setattr(cleaned_assets, "clean_source", losing_a_row)
+    monkeypatch.setattr(cleaned_batch, "clean_source", losing_a_row)
     result = _run(small_registry, warehouse_dir)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -10,14 +10,14 @@ import pytest
 
 from cdi_pipeline.lib.cleaned.activities import empty_events
 from cdi_pipeline.lib.golden.survivorship import (
-    RECORD_COLUMNS,
+    GOLDEN_INPUT_COLUMNS,
     build_golden,
     lineage_problems,
 )
 from cdi_pipeline.lib.registry import GoldenConfig, RegistryError, load_registry
 
 LOADED = datetime(2026, 11, 1, 8, 0)
-_SCHEMA = {c: pl.String for c in RECORD_COLUMNS} | {
+_SCHEMA = {c: pl.String for c in GOLDEN_INPUT_COLUMNS} | {
     "trust": pl.Int32,
     "loaded_at": pl.Datetime("us"),
     "date_of_birth": pl.Date,
@@ -25,8 +25,8 @@ _SCHEMA = {c: pl.String for c in RECORD_COLUMNS} | {
 
 
 def _records(*rows: dict) -> pl.DataFrame:
-    filled = [{c: row.get(c) for c in RECORD_COLUMNS} | {"loaded_at": row.get("loaded_at", LOADED)}
-              for row in rows]
+    filled = [{c: row.get(c) for c in GOLDEN_INPUT_COLUMNS}
+              | {"loaded_at": row.get("loaded_at", LOADED)} for row in rows]
     return pl.DataFrame(filled, schema=_SCHEMA)
 
 

@@ -421,10 +421,6 @@ class MatchingConfig(_Strict):
 
 
 # Survivorship: which golden fields exist and the rules that may pick their value.
-GOLDEN_FIELDS = (
-    "first_name", "last_name", "date_of_birth", "gender", "email", "phone", "address",
-)
-SURVIVORSHIP_RULES = ("trust", "most_recent", "most_complete", "most_frequent")
 SurvivorshipRule = Literal["trust", "most_recent", "most_complete", "most_frequent"]
 GoldenField = Literal[
     "first_name", "last_name", "date_of_birth", "gender", "email", "phone", "address"

@@ -3,37 +3,20 @@
 from datetime import UTC, datetime
 
 import dagster as dg
-import polars as pl
 
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
-from cdi_pipeline.lib.governance.erasure import (
-    REWRITE_OWED,
-    bookkeeping_writes,
-    purge_published_file,
-    purge_rows,
-    read_requests,
-    remove_derived_files,
-    requests_file,
-    resolve_targets,
-    rewrite_database,
-    suppression_entries,
+from cdi_pipeline.lib.governance.erasure import read_requests, remove_derived_files, requests_file
+from cdi_pipeline.lib.governance.erasure_run import (
+    carry_out_requests,
+    pending_requests,
+    rewrite_if_owed,
 )
 from cdi_pipeline.lib.privacy import key_fingerprint, pseudonym_key
-from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE
 from cdi_pipeline.lib.registry import Registry
-from cdi_pipeline.lib.storage import (
-    frame_to_markdown,
-    table_exists,
-    transaction,
-    write_partitions,
-)
+from cdi_pipeline.lib.storage import frame_to_markdown
 
 SUPPRESSION_LIST = dg.AssetKey(["governance", "suppression_list"])
 ERASURE_RECEIPTS = dg.AssetKey(["governance", "erasure_receipts"])
-
-
-class KeyMismatch(RuntimeError):
-    """The suppression list was hashed with another pseudonymisation key."""
 
 
 def build_governance_assets(registry: Registry) -> list[dg.AssetsDefinition]:
@@ -64,76 +47,21 @@ def build_governance_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         fingerprint = key_fingerprint(key)
         now = datetime.now(UTC).replace(tzinfo=None)
         with warehouse.connect() as con:
-            done: set[str] = set()
-            if table_exists(con, "governance", "erasure_receipts"):
-                done = {r[0] for r in con.sql(
-                    "SELECT DISTINCT request_id FROM governance.erasure_receipts").fetchall()}
-            if table_exists(con, "governance", "suppression_list"):
-                other_keys = con.execute(
-                    "SELECT count(*) FROM governance.suppression_list WHERE key_fingerprint <> ?",
-                    [fingerprint],
-                ).fetchall()[0][0]
-                if other_keys:
-                    raise KeyMismatch(
-                        f"{other_keys} suppression entries were hashed with another "
-                        "pseudonymisation key; restore the previous CDI_PSEUDONYM_KEY (or the "
-                        "warehouse's .pseudonym_key), or erased persons could come back"
-                    )
-            pending = requests.filter(~pl.col("request_id").is_in(sorted(done)))
+            pending = pending_requests(con, requests, fingerprint)
         # Files derived from the data are rebuilt by this run; removed before the purge
         # commits, so a kill in between repeats it (and with no connection open: DuckDB
         # spills into one of these folders).
         files = remove_derived_files(warehouse.root) if pending.height else {}
-        receipts, entries, removed_total = [], [], {}
         with warehouse.connect() as con:
-            # The purge, its receipts and the suppression list commit together: a run killed
-            # after a purge but before its suppression entries would let the next load bring
-            # the person back, and one killed before its receipts would not retry.
-            with transaction(con):
-                resolved = []
-                for request in pending.iter_rows(named=True):
-                    # One request at a time (a handful per run): each receipt counts its rows.
-                    one = pending.filter(pl.col("request_id") == request["request_id"])
-                    targets = resolve_targets(con, one)
-                    removed = purge_rows(con, targets, registry, own_transaction=False)
-                    resolved.append(targets)
-                    entries.append(suppression_entries(targets, request["request_id"], key,
-                                                       fingerprint, now))
-                    per = targets.per_request.row(0, named=True)
-                    receipts.append(pl.DataFrame({
-                        "request_id": request["request_id"],
-                        "requested_on": request["requested_on"],
-                        "identifier_type": request["identifier_type"],
-                        "item": list(removed) or ["(nothing found)"],
-                        "rows_removed": list(removed.values()) or [0],
-                        "customers_erased": per["customers"],
-                        "records_erased": per["records"],
-                    }))
-                    for table, rows in removed.items():
-                        removed_total[table] = removed_total.get(table, 0) + rows
-                    context.log.info(
-                        f"erasure {request['request_id']}: {per['customers']} customer(s), "
-                        f"{per['records']} record(s), {sum(removed.values())} rows removed"
-                    )
-                if resolved:
-                    purge_published_file(warehouse.root / ANALYTICS_FILE, resolved)
-                    (warehouse.root / REWRITE_OWED).touch()
-                writes = bookkeeping_writes(con, receipts, entries, files, now, context.run.run_id)
-                if writes:
-                    write_partitions(con, writes)
-            entries_total = con.sql(
-                "SELECT count(*) FROM governance.suppression_list").fetchall()[0][0]
-            requests_done = con.sql(
-                "SELECT count(DISTINCT request_id) FROM governance.erasure_receipts"
-            ).fetchall()[0][0]
-        if (warehouse.root / REWRITE_OWED).exists():
-            # Deleted rows' bytes stay in DuckDB's free blocks until the file is rewritten.
-            rewrite_database(warehouse.database_path, warehouse.root / ".cdi.lock")
-            (warehouse.root / REWRITE_OWED).unlink()
+            outcome = carry_out_requests(
+                con, pending, registry, key=key, fingerprint=fingerprint, now=now, files=files,
+                root=warehouse.root, run_id=context.run.run_id, log=context.log.info,
+            )
+        rewrite_if_owed(warehouse.root, warehouse.database_path, warehouse.root / ".cdi.lock")
         yield dg.MaterializeResult(
             asset_key=SUPPRESSION_LIST,
             metadata={
-                "entries": dg.MetadataValue.int(entries_total),
+                "entries": dg.MetadataValue.int(outcome.suppression_entries),
                 "key_fingerprint": dg.MetadataValue.text(fingerprint),
             },
         )
@@ -143,11 +71,9 @@ def build_governance_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                 "requests_file": dg.MetadataValue.path(str(path)),
                 "requests_in_file": dg.MetadataValue.int(requests.height),
                 "carried_out_this_run": dg.MetadataValue.int(pending.height),
-                "carried_out_ever": dg.MetadataValue.int(requests_done),
+                "carried_out_ever": dg.MetadataValue.int(outcome.requests_carried_out),
                 "rows_removed": dg.MetadataValue.md(
-                    frame_to_markdown(pl.DataFrame({"item": list(removed_total),
-                                                    "rows": list(removed_total.values())}))
-                    if removed_total else "none"
+                    frame_to_markdown(outcome.rows_removed()) if outcome.removed else "none"
                 ),
                 "files_removed": dg.MetadataValue.json(files),
             },

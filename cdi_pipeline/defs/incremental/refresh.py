@@ -42,9 +42,8 @@ from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX, QUARANTINE_COLUMNS, em
 from cdi_pipeline.lib.enrichment.enrich import address_key, enrich_customers, quarter_of
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
-from cdi_pipeline.lib.golden.survivorship import RECORD_COLUMNS as GOLDEN_COLUMNS
-from cdi_pipeline.lib.golden.survivorship import build_golden
-from cdi_pipeline.lib.governance.erasure import suppressed_rows
+from cdi_pipeline.lib.golden.survivorship import GOLDEN_INPUT_COLUMNS, build_golden
+from cdi_pipeline.lib.governance.erasure import drop_suppressed
 from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.incremental import closure, identity_updates
 from cdi_pipeline.lib.matching.rules import read_overrides
@@ -139,11 +138,7 @@ def build_incremental(registry: Registry):
         raw_writes, new_records, quarantine_rows, new_events = [], [], [], []
         for source, path in loads:
             frame = load_source(registry, source, run_id=run_id).frame
-            if suppression is not None and suppression.height:
-                hit = suppressed_rows(frame, source.name, source.record_id,
-                                      source.fields.get("email"), source.fields.get("phone"),
-                                      source.country or "NL", suppression, key)
-                frame = frame.filter(~hit)
+            frame = drop_suppressed(frame, source, suppression, key=lambda: key).frame
             final = path.parent / LOADED_DIR / path.name
             frame = frame.with_columns(pl.lit(str(final)).alias("_source_file"))
             known = raw_columns[source.name]
@@ -256,7 +251,7 @@ def build_incremental(registry: Registry):
             fresh, changed, new_events,
         )
         own_events = events_all.filter(pl.col("customer_source") == pl.col("source"))
-        golden = build_golden(golden_records.select(GOLDEN_COLUMNS), current, own_events,
+        golden = build_golden(golden_records.select(GOLDEN_INPUT_COLUMNS), current, own_events,
                               registry.golden)
         today = run_date(config, registry)
         features = build_features(golden.customers.select("customer_id"), events_all,
@@ -474,7 +469,7 @@ def _touched_rows(
         con.register("__records", records.to_arrow())
         con.register("__owners", event_owners.to_arrow())
         stored = con.sql(
-            f"SELECT {', '.join('c.' + c for c in GOLDEN_COLUMNS)} FROM "
+            f"SELECT {', '.join('c.' + c for c in GOLDEN_INPUT_COLUMNS)} FROM "
             "cleaned.customer_records c SEMI JOIN __records USING (source, source_record_id)"
         ).pl()
         events = con.sql(
@@ -485,7 +480,7 @@ def _touched_rows(
         con.unregister("__owners")
     golden_records = pl.concat([
         stored.join(changed, on=keys, how="anti"),
-        fresh.join(records, on=keys, how="semi").select(GOLDEN_COLUMNS),
+        fresh.join(records, on=keys, how="semi").select(GOLDEN_INPUT_COLUMNS),
     ], how="diagonal_relaxed")
     # A re-delivered event replaces the stored one (the batch's version comes last).
     events = pl.concat([events, *new_events], how="diagonal_relaxed").unique(

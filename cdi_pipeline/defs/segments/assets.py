@@ -19,8 +19,7 @@ from cdi_pipeline.lib.segments.exports import CURRENT_LINK, publish_exports
 from cdi_pipeline.lib.segments.segments import (
     SEGMENT_COLUMNS,
     SUMMARY_COLUMNS,
-    build_segments,
-    summarise,
+    segment_customers,
 )
 from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
 
@@ -82,40 +81,33 @@ def build_segment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             customers = con.sql(
                 "SELECT customer_id, email, phone, phone_type FROM golden.customers"
             ).pl()
-        segments = build_segments(features, customers, cfg)
-        summary = summarise(segments, features, cfg)
+        result = segment_customers(features, customers, cfg)
         writes = [
-            TableWrite("segments", "customer_segments", segments,
+            TableWrite("segments", "customer_segments", result.segments,
                        "RFM, lifecycle, value tier and contactability per customer.",
                        SEGMENT_COLUMNS),
-            TableWrite("segments", "segment_summary", summary,
+            TableWrite("segments", "segment_summary", result.summary,
                        "Size, reach and revenue of every segment.", SUMMARY_COLUMNS),
         ]
         with warehouse.connect() as con:
             replace_tables(con, writes)
         chart_path = reports_dir(warehouse) / "segment_summary.html"
-        spec = write_summary_chart(summary, chart_path)
-        context.log.info(f"{segments.height:,} customers segmented; chart at {chart_path}")
+        spec = write_summary_chart(result.summary, chart_path)
+        context.log.info(f"{result.segments.height:,} customers segmented; chart at {chart_path}")
         yield dg.MaterializeResult(
             asset_key=CUSTOMER_SEGMENTS,
             metadata={
                 **table_metadata(writes[0]),
-                "contactable": dg.MetadataValue.int(
-                    int(segments.get_column("contactable").sum())
-                ),
-                "rfm_cells": dg.MetadataValue.int(
-                    segments.get_column("rfm_cell").drop_nulls().n_unique()
-                ),
-                "reference_date": dg.MetadataValue.text(
-                    str(segments.get_column("reference_date").max() or "")
-                ),
+                "contactable": dg.MetadataValue.int(result.contactable),
+                "rfm_cells": dg.MetadataValue.int(result.rfm_cells),
+                "reference_date": dg.MetadataValue.text(result.reference_date),
             },
         )
         yield dg.MaterializeResult(
             asset_key=SEGMENT_SUMMARY,
             metadata={
                 **table_metadata(writes[1]),
-                "summary": dg.MetadataValue.md(markdown_bars(summary)),
+                "summary": dg.MetadataValue.md(markdown_bars(result.summary)),
                 "chart": dg.MetadataValue.path(str(chart_path)),
                 "chart_vega_lite": dg.MetadataValue.json(spec),
             },

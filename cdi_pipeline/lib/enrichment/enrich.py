@@ -3,11 +3,14 @@ band, and whether the address changed since the previous quarter's snapshot."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
+import duckdb
 import polars as pl
 
 from cdi_pipeline.lib.enrichment.reference import ReferenceData
+from cdi_pipeline.lib.storage import table_exists
 
 ENRICHMENT_COLUMNS = {
     "customer_id": "Customer the enrichment describes.",
@@ -125,3 +128,45 @@ def enrich_customers(
             pl.lit(None, dtype=pl.String).alias("previous_quarter"),
         )
     return out.select(list(ENRICHMENT_COLUMNS)).sort("customer_id")
+
+
+def previous_addresses(con: duckdb.DuckDBPyConnection, quarter: str) -> pl.DataFrame | None:
+    """(customer_id, quarter, address_key) of the latest golden.customer_snapshots quarter
+    before `quarter`, the `previous` of `enrich_customers`; None without any snapshot table.
+
+    A re-run within a quarter so compares against the previous quarter, not against its own
+    earlier snapshot.
+    """
+    if not table_exists(con, "golden", "customer_snapshots"):
+        return None
+    return con.sql(
+        "SELECT * FROM golden.customer_snapshots WHERE quarter = "
+        "(SELECT max(quarter) FROM golden.customer_snapshots WHERE quarter < $q)",
+        params={"q": quarter},
+    ).pl().select("customer_id", "quarter", address_key().alias("address_key"))
+
+
+@dataclass(frozen=True)
+class EnrichmentSummary:
+    """What an enrichment run found, for people to check at a glance."""
+
+    coverage: pl.DataFrame
+    per_region: pl.DataFrame
+    address_changed: int
+    compared_with_quarter: str
+
+
+def summarise_enrichment(table: pl.DataFrame) -> EnrichmentSummary:
+    """Filled share of the reference columns, customers per region, addresses changed since
+    the previous quarter and which quarter that was ('none' without one)."""
+    coverage = table.select(
+        pl.col(c).is_not_null().mean().round(4).alias(c)
+        for c in ("municipality", "province", "email_domain_type", "age_band")
+    ).unpivot(variable_name="column", value_name="filled_share")
+    return EnrichmentSummary(
+        coverage=coverage,
+        per_region=table.group_by("region").agg(pl.len().alias("customers")).sort("region"),
+        address_changed=int(table.get_column("address_changed").fill_null(False).sum()),
+        compared_with_quarter=str(
+            table.get_column("previous_quarter").drop_nulls().max() or "none"),
+    )

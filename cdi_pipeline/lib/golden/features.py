@@ -43,6 +43,21 @@ class FeatureResult:
     events_linked: int
     events_unlinked: pl.DataFrame
 
+    @property
+    def customers_with_orders(self) -> int:
+        """Customers with at least one order."""
+        return self.features.filter(pl.col("order_count") > 0).height
+
+    @property
+    def total_revenue(self) -> float:
+        """Revenue over all customers."""
+        return float(self.features.get_column("revenue").sum())
+
+    @property
+    def customers_with_consent(self) -> int:
+        """Customers whose latest answer was an opt-in."""
+        return self.features.filter(pl.col("marketing_consent").fill_null(False)).height
+
 
 def customer_events(events: pl.DataFrame, xref: pl.DataFrame) -> pl.DataFrame:
     """Events with the customer id of the record they belong to (inner: linked only)."""

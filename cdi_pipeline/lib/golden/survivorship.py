@@ -24,7 +24,7 @@ from cdi_pipeline.lib.storage import quote_identifier
 
 
 @dataclass(frozen=True)
-class GoldenField:
+class SurvivorshipField:
     """A golden field: the columns it supplies, how values compare, how complete they are."""
 
     name: str
@@ -39,16 +39,16 @@ def _non_null(*columns: str) -> pl.Expr:
 
 # key: values with the same key are the same value (counted together by most_frequent);
 # completeness: larger is more complete (a full given name beats an initial).
-FIELDS: dict[str, GoldenField] = {
+FIELDS: dict[str, SurvivorshipField] = {
     f.name: f
     for f in (
-        GoldenField(
+        SurvivorshipField(
             "first_name",
             ("first_name", "first_name_key"),
             pl.col("first_name_key"),
             pl.col("first_name_key").str.len_chars(),
         ),
-        GoldenField(
+        SurvivorshipField(
             "last_name",
             ("name_prefix", "last_name", "last_name_key"),
             pl.concat_str(
@@ -56,13 +56,13 @@ FIELDS: dict[str, GoldenField] = {
             ),
             _non_null("name_prefix", "last_name") * 100 + pl.col("last_name").str.len_chars(),
         ),
-        GoldenField(
+        SurvivorshipField(
             "date_of_birth", ("date_of_birth",), pl.col("date_of_birth").cast(pl.String), pl.lit(1)
         ),
-        GoldenField("gender", ("gender",), pl.col("gender"), pl.lit(1)),
-        GoldenField("email", ("email",), pl.col("email"), pl.lit(1)),
-        GoldenField("phone", ("phone", "phone_type"), pl.col("phone"), pl.lit(1)),
-        GoldenField(
+        SurvivorshipField("gender", ("gender",), pl.col("gender"), pl.lit(1)),
+        SurvivorshipField("email", ("email",), pl.col("email"), pl.lit(1)),
+        SurvivorshipField("phone", ("phone", "phone_type"), pl.col("phone"), pl.lit(1)),
+        SurvivorshipField(
             "address",
             ("street", "house_number", "house_number_addition", "postcode", "city", "country"),
             # An address is usable with a postcode (NL: postcode + number pins the building)
@@ -83,7 +83,7 @@ FIELDS: dict[str, GoldenField] = {
 }
 
 # Cleaned columns the golden layer reads.
-RECORD_COLUMNS = tuple(
+GOLDEN_INPUT_COLUMNS = tuple(
     dict.fromkeys(
         [
             "source", "source_record_id", "trust", "loaded_at", "street_key", "city_key",
@@ -100,7 +100,7 @@ _RULE_ORDER: dict[str, tuple[str, bool]] = {
     "most_frequent": ("frequency", True),
 }
 
-LINEAGE_COLUMNS = {
+FIELD_LINEAGE_COLUMNS = {
     "customer_id": "Customer the value belongs to.",
     "field": "Golden column the row explains.",
     "field_group": "Survivorship field the column belongs to (its columns come from one record).",
@@ -157,8 +157,8 @@ _DERIVED = {
     "postcode_key": "address",
 }
 # Columns that summarise the cluster rather than carry a source value (no lineage row).
-SUMMARY_COLUMNS = ("customer_id", "records", "sources", "source_list", "first_seen_at",
-                   "last_seen_at")
+CLUSTER_SUMMARY_COLUMNS = ("customer_id", "records", "sources", "source_list", "first_seen_at",
+                           "last_seen_at")
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,9 @@ class GoldenResult:
                                       keep_order=True))
 
 
-def _candidates(base: pl.DataFrame, field: GoldenField, rules: tuple[str, ...]) -> pl.DataFrame:
+def _candidates(
+    base: pl.DataFrame, field: SurvivorshipField, rules: tuple[str, ...]
+) -> pl.DataFrame:
     """Candidates of one field, best first within each customer (`cid`)."""
     sort_cols = [_RULE_ORDER[r][0] for r in rules]
     descending = [_RULE_ORDER[r][1] for r in rules]
@@ -258,7 +260,15 @@ def with_observed_at(records: pl.DataFrame, events: pl.DataFrame) -> pl.DataFram
 def build_golden(
     records: pl.DataFrame, xref: pl.DataFrame, events: pl.DataFrame, config: GoldenConfig
 ) -> GoldenResult:
-    """Golden customers and field lineage from cleaned records and the identity map."""
+    """The golden step for a set of customers: golden records and their field lineage.
+
+    Takes the customers' cleaned records (GOLDEN_INPUT_COLUMNS at least), their identity-map
+    rows (source, source_record_id, customer_id, match_confidence; a record without one is
+    left out), events (a record's own events date it for most_recent; others are ignored) and
+    the registry's golden config. Returns a GoldenResult: one row per customer in
+    CUSTOMER_COLUMNS, the deciding rule counts per field, and the lineage (whole, or field by
+    field through `lineage_batches`).
+    """
     base = (
         with_observed_at(
             records.join(
@@ -396,11 +406,11 @@ def _lineage(
                 )
             )
     lineage = pl.concat(frames)
-    return lineage if keep_order else lineage.select(list(LINEAGE_COLUMNS))
+    return lineage if keep_order else lineage.select(list(FIELD_LINEAGE_COLUMNS))
 
 
 def _sort_lineage(lineage: pl.DataFrame) -> pl.DataFrame:
-    return lineage.sort("cid", "_order").select(list(LINEAGE_COLUMNS))
+    return lineage.sort("cid", "_order").select(list(FIELD_LINEAGE_COLUMNS))
 
 
 def lineage_problems(
@@ -412,7 +422,7 @@ def lineage_problems(
     Runs inside DuckDB (millions of lineage rows never travel to Python). Returns
     (customer_id, field, lineage_rows, has_value) for every mismatch; empty is good.
     """
-    columns = [c for c in CUSTOMER_COLUMNS if c not in SUMMARY_COLUMNS]
+    columns = [c for c in CUSTOMER_COLUMNS if c not in CLUSTER_SUMMARY_COLUMNS]
     as_text = ", ".join(f"CAST({quote_identifier(c)} AS VARCHAR) AS {quote_identifier(c)}"
                         for c in columns)
     unpivot_on = ", ".join(quote_identifier(c) for c in columns)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,13 +29,15 @@ from cdi_pipeline.lib.contracts import ColumnSpec, describe, empty_frame
 from cdi_pipeline.lib.governance.files import read_governed_csv
 from cdi_pipeline.lib.privacy import keyed_hash_sql
 from cdi_pipeline.lib.published.analytics import STORAGE_VERSION
-from cdi_pipeline.lib.registry import Registry
+from cdi_pipeline.lib.registry import Registry, Source
 from cdi_pipeline.lib.standardise import standardise_email, standardise_phone
 from cdi_pipeline.lib.standardise.text import id_text
 from cdi_pipeline.lib.storage import (
     PartitionWrite,
     quote_identifier,
     quote_literal,
+    read_table,
+    registered,
     table_exists,
     transaction,
     writer_lock,
@@ -151,60 +154,55 @@ def resolve_targets(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> E
     cleaned = pl.DataFrame(schema={"email": pl.String, "phone": pl.String})
     customers = pl.DataFrame(schema={"request_id": pl.String, "customer_id": pl.String})
     if {"cleaned.customer_records", "golden.customer_xref"} <= tables:
-        con.register("__erase_wanted", wanted.to_arrow())
-        direct = con.sql(
-            """
-            SELECT w.request_id, x.customer_id
-            FROM __erase_wanted w
-            JOIN cleaned.customer_records r
-              ON (w.identifier_type = 'email' AND r.email = w.value)
-              OR (w.identifier_type = 'phone' AND r.phone = w.value)
-            JOIN golden.customer_xref x USING (source, source_record_id)
-            """
-        ).pl()
-        by_id = pl.DataFrame(schema={"request_id": pl.String, "customer_id": pl.String})
-        if "golden.customer_id_map" in tables:
-            by_id = con.sql(
+        with registered(con, "__erase_wanted", wanted):
+            direct = con.sql(
                 """
-                SELECT w.request_id, m.current_customer_id AS customer_id
-                FROM __erase_wanted w JOIN golden.customer_id_map m
-                  ON w.identifier_type = 'customer_id' AND m.customer_id = w.value
-                WHERE m.current_customer_id IS NOT NULL
+                SELECT w.request_id, x.customer_id
+                FROM __erase_wanted w
+                JOIN cleaned.customer_records r
+                  ON (w.identifier_type = 'email' AND r.email = w.value)
+                  OR (w.identifier_type = 'phone' AND r.phone = w.value)
+                JOIN golden.customer_xref x USING (source, source_record_id)
                 """
             ).pl()
-        con.unregister("__erase_wanted")
+            by_id = pl.DataFrame(schema={"request_id": pl.String, "customer_id": pl.String})
+            if "golden.customer_id_map" in tables:
+                by_id = con.sql(
+                    """
+                    SELECT w.request_id, m.current_customer_id AS customer_id
+                    FROM __erase_wanted w JOIN golden.customer_id_map m
+                      ON w.identifier_type = 'customer_id' AND m.customer_id = w.value
+                    WHERE m.current_customer_id IS NOT NULL
+                    """
+                ).pl()
         customers = pl.concat([direct, by_id]).unique()
-        con.register("__erase_customers", customers.to_arrow())
-        records = con.sql(
-            "SELECT DISTINCT x.source, x.source_record_id, c.request_id "
-            "FROM golden.customer_xref x JOIN __erase_customers c USING (customer_id)"
-        ).pl()
-        con.unregister("__erase_customers")
-        con.register("__erase_records", records.to_arrow())
-        cleaned = con.sql(
-            "SELECT r.email, r.phone FROM cleaned.customer_records r "
-            "JOIN __erase_records e USING (source, source_record_id)"
-        ).pl()
-        con.unregister("__erase_records")
+        with registered(con, "__erase_customers", customers):
+            records = con.sql(
+                "SELECT DISTINCT x.source, x.source_record_id, c.request_id "
+                "FROM golden.customer_xref x JOIN __erase_customers c USING (customer_id)"
+            ).pl()
+        with registered(con, "__erase_records", records):
+            cleaned = con.sql(
+                "SELECT r.email, r.phone FROM cleaned.customer_records r "
+                "JOIN __erase_records e USING (source, source_record_id)"
+            ).pl()
     events = pl.DataFrame(schema={"source": pl.String, "event_id": pl.String})
     if "cleaned.activities" in tables and records.height:
-        con.register("__erase_records", records.to_arrow())
-        events = con.sql(
-            "SELECT DISTINCT a.source, a.event_id FROM cleaned.activities a "
-            "JOIN __erase_records e ON a.customer_source = e.source "
-            "AND a.customer_record_id = e.source_record_id"
-        ).pl()
-        con.unregister("__erase_records")
+        with registered(con, "__erase_records", records):
+            events = con.sql(
+                "SELECT DISTINCT a.source, a.event_id FROM cleaned.activities a "
+                "JOIN __erase_records e ON a.customer_source = e.source "
+                "AND a.customer_record_id = e.source_record_id"
+            ).pl()
     all_ids = customers.select("customer_id")
     if "golden.customer_id_map" in tables and customers.height:
         # Old ids that resolve to an erased customer go too: an old id must not lead back.
-        con.register("__erase_customers", customers.to_arrow())
-        all_ids = con.sql(
-            "SELECT DISTINCT m.customer_id FROM golden.customer_id_map m "
-            "JOIN __erase_customers c ON m.current_customer_id = c.customer_id "
-            "UNION SELECT customer_id FROM __erase_customers"
-        ).pl()
-        con.unregister("__erase_customers")
+        with registered(con, "__erase_customers", customers):
+            all_ids = con.sql(
+                "SELECT DISTINCT m.customer_id FROM golden.customer_id_map m "
+                "JOIN __erase_customers c ON m.current_customer_id = c.customer_id "
+                "UNION SELECT customer_id FROM __erase_customers"
+            ).pl()
     per_request = (
         requests.select("request_id")
         .join(customers.group_by("request_id").agg(pl.len().alias("customers")),
@@ -301,39 +299,35 @@ def purge_rows(
     """Delete the targets' rows from every table of the connected database, in one
     transaction (or in the caller's, which then commits the purge with its receipts).
     Returns rows removed per table (tables with none are left out)."""
-    con.register("__erase_records", targets.records.to_arrow())
-    con.register("__erase_events", targets.events.to_arrow())
-    con.register("__erase_ids", targets.customer_ids.to_arrow())
     removed: dict[str, int] = {}
-    try:
-        with transaction(con) if own_transaction else contextlib.nullcontext():
-            for table in sorted(_tables(con)):
-                schema, name = table.split(".", 1)
-                columns = {
-                    r[0] for r in con.execute(
-                        "SELECT column_name FROM duckdb_columns() WHERE database_name = "
-                        "current_database() AND schema_name = ? AND table_name = ?",
-                        [schema, name],
-                    ).fetchall()
-                }
-                raw_rows = _raw_rowids(con, schema, name, targets, registry)
-                raw_hit = raw_rows is not None and raw_rows.height > 0
-                if raw_hit:
-                    con.register("__erase_raw_rows", raw_rows.to_arrow())
-                conditions = _conditions(columns, raw_hit)
-                if not conditions:
-                    continue
-                qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
+    with (
+        registered(con, "__erase_records", targets.records),
+        registered(con, "__erase_events", targets.events),
+        registered(con, "__erase_ids", targets.customer_ids),
+        transaction(con) if own_transaction else contextlib.nullcontext(),
+    ):
+        for table in sorted(_tables(con)):
+            schema, name = table.split(".", 1)
+            columns = {
+                r[0] for r in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE database_name = "
+                    "current_database() AND schema_name = ? AND table_name = ?",
+                    [schema, name],
+                ).fetchall()
+            }
+            raw_rows = _raw_rowids(con, schema, name, targets, registry)
+            raw_hit = raw_rows is not None and raw_rows.height > 0
+            conditions = _conditions(columns, raw_hit)
+            if not conditions:
+                continue
+            qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
+            with (registered(con, "__erase_raw_rows", raw_rows) if raw_hit
+                  else contextlib.nullcontext()):
                 count = con.execute(
                     f"DELETE FROM {qualified} WHERE " + " OR ".join(conditions)
                 ).fetchall()[0][0]
-                if count:
-                    removed[table] = int(count)
-                con.unregister("__erase_raw_rows")
-    finally:
-        # Unregistering a name that is not registered is a no-op in DuckDB.
-        for view in ("__erase_records", "__erase_events", "__erase_ids", "__erase_raw_rows"):
-            con.unregister(view)
+            if count:
+                removed[table] = int(count)
     return removed
 
 
@@ -396,8 +390,9 @@ def suppression_entries(
     ]).unique()
     con = duckdb.connect()
     try:
-        con.register("v", values.to_arrow())
-        hashed = con.sql(f"SELECT kind, {keyed_hash_sql('value', key)} AS value_hash FROM v").pl()
+        with registered(con, "v", values):
+            hashed = con.sql(
+                f"SELECT kind, {keyed_hash_sql('value', key)} AS value_hash FROM v").pl()
     finally:
         con.close()
     return hashed.with_columns(
@@ -424,23 +419,57 @@ def suppressed_rows(
     probe = standardise_phone(standardise_email(probe), default_region=country)
     con = duckdb.connect()
     try:
-        con.register("p", probe.select("record_value", "email", "phone")
-                     .with_row_index("row").to_arrow())
-        con.register("s", suppression.select("kind", "value_hash").to_arrow())
-        mask = con.sql(
-            f"""
-            SELECT ({keyed_hash_sql('record_value', key)} IN
-                        (SELECT value_hash FROM s WHERE kind = 'record'))
-                OR coalesce({keyed_hash_sql('email', key)} IN
-                        (SELECT value_hash FROM s WHERE kind = 'email'), false)
-                OR coalesce({keyed_hash_sql('phone', key)} IN
-                        (SELECT value_hash FROM s WHERE kind = 'phone'), false) AS hit
-            FROM p ORDER BY row
-            """
-        ).pl().get_column("hit")
+        with (
+            registered(con, "p", probe.select("record_value", "email", "phone")
+                       .with_row_index("row")),
+            registered(con, "s", suppression.select("kind", "value_hash")),
+        ):
+            mask = con.sql(
+                f"""
+                SELECT ({keyed_hash_sql('record_value', key)} IN
+                            (SELECT value_hash FROM s WHERE kind = 'record'))
+                    OR coalesce({keyed_hash_sql('email', key)} IN
+                            (SELECT value_hash FROM s WHERE kind = 'email'), false)
+                    OR coalesce({keyed_hash_sql('phone', key)} IN
+                            (SELECT value_hash FROM s WHERE kind = 'phone'), false) AS hit
+                FROM p ORDER BY row
+                """
+            ).pl().get_column("hit")
     finally:
         con.close()
     return mask.fill_null(False)
+
+
+def read_suppression_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """governance.suppression_list, or None before any erasure run has created it."""
+    if not table_exists(con, "governance", "suppression_list"):
+        return None
+    return read_table(con, "governance", "suppression_list")
+
+
+@dataclass(frozen=True)
+class SuppressionResult:
+    """A raw source table without the rows of erased persons, and how many rows went."""
+
+    frame: pl.DataFrame
+    suppressed: int
+
+
+def drop_suppressed(
+    frame: pl.DataFrame, source: Source, suppression: pl.DataFrame | None,
+    key: Callable[[], str],
+) -> SuppressionResult:
+    """`frame` (a source file as loaded, before it is stored) without the rows that match the
+    suppression list by record key, email or phone (`suppressed_rows`); the rows are counted,
+    not quarantined. `key` gives the pseudonymisation key the list was hashed with; it is asked
+    for only when the list has entries (reading it may create the warehouse's key file)."""
+    if suppression is None or not suppression.height:
+        return SuppressionResult(frame, 0)
+    hit = suppressed_rows(
+        frame, source.name, source.record_id, source.fields.get("email"),
+        source.fields.get("phone"), source.country or "NL", suppression, key(),
+    )
+    return SuppressionResult(frame.filter(~hit), int(hit.sum()))
 
 
 def requests_file(registry: Registry) -> Path:

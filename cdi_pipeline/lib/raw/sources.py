@@ -22,6 +22,7 @@ import polars as pl
 
 from cdi_pipeline.lib.registry import Registry, Source
 from cdi_pipeline.lib.standardise.text import id_text
+from cdi_pipeline.lib.storage import registered
 
 # Lineage columns added to every raw table.
 LINEAGE_COLUMNS: dict[str, str] = {
@@ -258,12 +259,12 @@ def _repeated_key(text: str) -> tuple[int, str] | None:
     lines = pl.DataFrame({"line": text.splitlines()}).with_row_index("number", offset=1)
     con = duckdb.connect()
     try:
-        con.register("lines", lines.to_arrow())
-        found = con.sql(
-            "SELECT number, keys FROM (SELECT number, json_keys(line) AS keys FROM lines "
-            "WHERE trim(line) <> '') WHERE len(list_distinct(keys)) < len(keys) "
-            "ORDER BY number LIMIT 1"
-        ).fetchall()
+        with registered(con, "lines", lines):
+            found = con.sql(
+                "SELECT number, keys FROM (SELECT number, json_keys(line) AS keys FROM lines "
+                "WHERE trim(line) <> '') WHERE len(list_distinct(keys)) < len(keys) "
+                "ORDER BY number LIMIT 1"
+            ).fetchall()
     finally:
         con.close()
     if not found:

@@ -8,6 +8,8 @@ always F = 1 however many customers have one order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from cdi_pipeline.lib.registry import SegmentsConfig
@@ -203,3 +205,39 @@ def summarise(
         # order, and the chart and metadata list rows as they come.
         .sort("dimension", "customers", "segment", descending=[False, True, False])
     )
+
+
+@dataclass(frozen=True)
+class SegmentsResult:
+    """Segments per customer and the summary of every segment."""
+
+    segments: pl.DataFrame
+    summary: pl.DataFrame
+
+    @property
+    def contactable(self) -> int:
+        """Customers a campaign may contact."""
+        return int(self.segments.get_column("contactable").sum())
+
+    @property
+    def rfm_cells(self) -> int:
+        """Distinct R-F-M score combinations among buyers."""
+        return self.segments.get_column("rfm_cell").drop_nulls().n_unique()
+
+    @property
+    def reference_date(self) -> str:
+        """The 'today' the segments were computed for, ISO (empty without customers)."""
+        return str(self.segments.get_column("reference_date").max() or "")
+
+
+def segment_customers(
+    features: pl.DataFrame, customers: pl.DataFrame, config: SegmentsConfig
+) -> SegmentsResult:
+    """Segments of the customers and their summary.
+
+    Takes golden.customer_features and the golden contact columns (customer_id, email, phone,
+    phone_type) of the same customers. Scores are quantiles over all buyers given, so a caller
+    that needs a subset's segments passes everyone and keeps the subset's rows.
+    """
+    segments = build_segments(features, customers, config)
+    return SegmentsResult(segments, summarise(segments, features, config))
