@@ -21,7 +21,7 @@ from cdi_pipeline.lib.enrichment.enrich import (
     quarter_of,
 )
 from cdi_pipeline.lib.golden.survivorship import CUSTOMER_COLUMNS
-from cdi_pipeline.lib.matching import engine
+from cdi_pipeline.lib.matching.model_store import load_current_model
 from cdi_pipeline.lib.matching.tables import XREF_COLUMNS
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.segments.segments import SEGMENT_COLUMNS
@@ -142,7 +142,7 @@ def build_enrichment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         warehouse: WarehouseResource,
     ):
         quarter = quarter_of(run_date(config, registry))
-        model = engine.load_current_model(models_dir(warehouse))
+        model = load_current_model(models_dir(warehouse))
         tags = {
             "quarter": quarter,
             "model_version": model.version if model else None,
