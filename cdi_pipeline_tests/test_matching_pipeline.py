@@ -91,8 +91,9 @@ def _model_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    # The whole error: its message sits above a stack trace whose depth follows the code.
     return [
-        f"{e.step_key}: {e.event_specific_data.error.to_string()[-1500:]}"
+        f"{e.step_key}: {e.event_specific_data.error.to_string()}"
         for e in result.all_events
         if e.event_type_value == "STEP_FAILURE"
     ]
