@@ -128,6 +128,8 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         name="match_customers",
     )
     def match_customers(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        """Every cleaned record matched into customers with the current model; the pairs,
+        review queue, clusters and identity tables replaced together."""
         run = match_records(
             warehouse.connect, cfg, backend_config(registry, warehouse),
             models_dir=models_dir(warehouse), overrides_file=registry.overrides_file(),
