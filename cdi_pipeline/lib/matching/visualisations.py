@@ -22,8 +22,8 @@ def write_prediction_charts(
     """Waterfall charts for sampled pairs and Splink's comparison viewer, as HTML.
 
     The viewer is built from at most VIEWER_PAIRS pairs (every n-th by weight): it shows
-    which comparison patterns occur and examples of each, and its cost no longer grows with
-    the prediction.
+    which comparison patterns occur and examples of each, at a cost bounded however many
+    pairs were scored.
     """
     charts_dir.mkdir(parents=True, exist_ok=True)
     pred = predicted.physical_name
