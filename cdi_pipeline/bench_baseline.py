@@ -32,6 +32,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from cdi_pipeline.lib.storage import registered
+
 RESULT_MARK = "BASELINE_RESULT "
 COLUMNS = ("first_name_key", "last_name_key", "date_of_birth", "email", "phone", "postcode")
 # A column carried by fewer records than this is left out, as a hand-written script would
@@ -90,9 +92,8 @@ def lean_splink(
     started = time.monotonic()
     db_api = DuckDBAPI()
     con = db_api.duckdb_con
-    con.register("records_arrow", records.to_arrow())
-    con.execute("CREATE TABLE records AS SELECT * FROM records_arrow")
-    con.unregister("records_arrow")
+    with registered(con, "records_arrow", records.to_arrow()):
+        con.execute("CREATE TABLE records AS SELECT * FROM records_arrow")
     has = set(records.columns)
     library = {
         "first_name_key": lambda: cl.NameComparison("first_name_key").configure(

@@ -3,7 +3,8 @@ postcode area held by too many records is not blocked on (its pairs grow with it
 
 import polars as pl
 
-from cdi_pipeline.lib.matching.spec import derive_spec, prepare_input
+from cdi_pipeline.lib.matching.input import prepare_input
+from cdi_pipeline.lib.matching.spec import derive_spec
 
 STRING_COLUMNS = ("first_name_key", "first_name_canonical", "initials", "last_name_key",
                   "date_of_birth", "gender", "email", "phone", "phone_type", "postcode",

@@ -242,7 +242,7 @@ def test_clearly_different_given_names_split_a_household_chain() -> None:
 
 
 def test_nicknames_typos_and_misspellings_are_no_given_name_conflict() -> None:
-    from cdi_pipeline.lib.matching.clustering import given_names_conflict
+    from cdi_pipeline.lib.matching.conflicts import given_names_conflict
 
     pairs = pl.DataFrame(
         [
@@ -264,7 +264,7 @@ def test_nicknames_typos_and_misspellings_are_no_given_name_conflict() -> None:
 
 
 def test_misspelt_values_are_one_edit_from_a_much_more_common_value() -> None:
-    from cdi_pipeline.lib.matching.spec import misspelt_values
+    from cdi_pipeline.lib.matching.names import misspelt_values
 
     frame = pl.DataFrame(
         {"first_name_key": ["cornelis"] * 6 + ["cornlis", "cornleis", "kees", "anna", "anne"]}

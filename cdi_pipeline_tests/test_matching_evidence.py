@@ -11,8 +11,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from cdi_pipeline.lib.matching.clustering import cluster, strong_agreement_keys
-from cdi_pipeline.lib.matching.run import birth_date_conflict_pairs
+from cdi_pipeline.lib.matching.clustering import cluster
+from cdi_pipeline.lib.matching.conflicts import strong_agreement_keys
+from cdi_pipeline.lib.matching.decisions import birth_date_conflict_pairs
 from cdi_pipeline.lib.registry import MatchingConfig
 
 

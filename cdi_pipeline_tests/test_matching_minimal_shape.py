@@ -13,7 +13,7 @@ import pytest
 
 from cdi_pipeline.datagen.minimal import generate_minimal
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.lib.matching.engine import load_current_model
+from cdi_pipeline.lib.matching.model_store import load_current_model
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,16 @@ import pytest
 
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.matching.assets import MODEL, ModelRejected
-from cdi_pipeline.lib.matching import engine, run
-from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, derive_spec, prepare_input
+from cdi_pipeline.defs.matching.assets import MODEL
+from cdi_pipeline.lib.matching import visualisations
+from cdi_pipeline.lib.matching.backends import BackendConfig, open_backend
+from cdi_pipeline.lib.matching.blocking import ComparisonBudgetExceeded, pair_bounds
+from cdi_pipeline.lib.matching.input import RECORD_COLUMNS, prepare_input
+from cdi_pipeline.lib.matching.linkers import linker_for
+from cdi_pipeline.lib.matching.model import ModelRejected
+from cdi_pipeline.lib.matching.model_store import load_current_model
+from cdi_pipeline.lib.matching.scoring import score_pairs
+from cdi_pipeline.lib.matching.spec import derive_spec
 
 PERSONS = 350
 SEED = 5
@@ -84,8 +91,9 @@ def _model_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    # The whole error: its message sits above a stack trace whose depth follows the code.
     return [
-        f"{e.step_key}: {e.event_specific_data.error.to_string()[-1500:]}"
+        f"{e.step_key}: {e.event_specific_data.error.to_string()}"
         for e in result.all_events
         if e.event_type_value == "STEP_FAILURE"
     ]
@@ -394,7 +402,7 @@ def _prepared(site):
     frame = prepare_input(records.select(*RECORD_COLUMNS,
                                          *(c for c in records.columns if c.startswith("id_"))),
                           max_block_size=50)
-    return engine.load_current_model(site.models), frame, derive_spec(frame)
+    return load_current_model(site.models), frame, derive_spec(frame)
 
 
 def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_path: Path,
@@ -403,16 +411,15 @@ def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_p
     model, frame, spec = _prepared(site)
     sizes = {}
     for label, viewer_pairs in (("whole", 10**9), ("sampled", 40)):
-        monkeypatch.setattr(run, "VIEWER_PAIRS", viewer_pairs)
+        monkeypatch.setattr(visualisations, "VIEWER_PAIRS", viewer_pairs)
         charts_dir = tmp_path / label
-        with engine.open_backend(engine.BackendConfig()) as db_api:
-            linker = engine.linker_for(db_api, frame, model.splink_settings,
-                                       model.term_frequencies)
-            scoring = run.score_pairs(linker, spec, min_probability=0.01,
-                                      budget=1e9, charts_dir=charts_dir)
+        with open_backend(BackendConfig()) as db_api:
+            linker = linker_for(db_api, frame, model.splink_settings, model.term_frequencies)
+            scoring = score_pairs(db_api, linker, spec, min_probability=0.01,
+                                  budget=1e9, charts_dir=charts_dir)
             pairs, charts = scoring.pairs, scoring.charts
             # The prediction and every intermediate table are dropped once pairs are out.
-            left = db_api._execute_sql_against_backend(
+            left = db_api.duckdb_con.sql(
                 "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__splink__%'"
             ).fetchall()
         assert left == []
@@ -425,13 +432,14 @@ def test_scoring_samples_the_viewer_and_leaves_no_splink_tables(first_run, tmp_p
 def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
     site, _ = first_run
     model, frame, spec = _prepared(site)
-    bounds = run.pair_bounds(frame, spec.blocking_rules)
+    bounds = pair_bounds(frame, spec.blocking_rules)
     bound = int(bounds.get_column("pairs").sum())
-    with engine.open_backend(engine.BackendConfig()) as db_api:
+    with open_backend(BackendConfig()) as db_api:
         def score(suffix: str, **kwargs):
-            linker = engine.linker_for(db_api, frame, model.splink_settings,
-                                       model.term_frequencies, name_suffix=suffix)
-            return run.score_pairs(linker, spec, min_probability=0.5, charts_dir=None, **kwargs)
+            linker = linker_for(db_api, frame, model.splink_settings,
+                                model.term_frequencies, name_suffix=suffix)
+            return score_pairs(db_api, linker, spec, min_probability=0.5, charts_dir=None,
+                               **kwargs)
 
         exact = score("_a", budget=1e12)
         distinct = int(exact.preflight.get_column("cumulative_pairs").max())
@@ -449,7 +457,7 @@ def test_preflight_bound_is_trusted_only_within_the_budget(first_run) -> None:
         # A bound over the budget is not a verdict: the exact count decides, both ways.
         over = score("_c", budget=distinct, bounds=bounds)
         assert int(over.preflight.get_column("cumulative_pairs").max()) == distinct
-        with pytest.raises(run.ComparisonBudgetExceeded):
+        with pytest.raises(ComparisonBudgetExceeded):
             score("_d", budget=distinct - 1, bounds=bounds)
 
 
@@ -458,14 +466,14 @@ def test_chunked_prediction_scores_the_same_pairs(first_run, tmp_path: Path) -> 
     the charts come from a separate sample, whose pairs stay out of the result."""
     site, _ = first_run
     model, frame, spec = _prepared(site)
-    bounds = run.pair_bounds(frame, spec.blocking_rules)
+    bounds = pair_bounds(frame, spec.blocking_rules)
     results = {}
-    with engine.open_backend(engine.BackendConfig()) as db_api:
+    with open_backend(BackendConfig()) as db_api:
         for suffix, per_chunk in (("_one", 10**12), ("_many", 500)):
-            linker = engine.linker_for(db_api, frame, model.splink_settings,
-                                       model.term_frequencies, name_suffix=suffix)
-            results[suffix] = run.score_pairs(
-                linker, spec, min_probability=0.01, budget=1e12,
+            linker = linker_for(db_api, frame, model.splink_settings,
+                                model.term_frequencies, name_suffix=suffix)
+            results[suffix] = score_pairs(
+                db_api, linker, spec, min_probability=0.01, budget=1e12,
                 charts_dir=tmp_path / suffix, bounds=bounds, pairs_per_chunk=per_chunk,
             )
     one, many = results["_one"], results["_many"]

@@ -9,7 +9,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.evaluation import score_clusters
 from cdi_pipeline.lib.matching.rules import OverrideFileError, deterministic_pairs, read_overrides
 from cdi_pipeline.lib.matching.sanity import (
@@ -17,6 +16,7 @@ from cdi_pipeline.lib.matching.sanity import (
     sanity_problems,
     training_warnings,
 )
+from cdi_pipeline.lib.matching.training import apply_identifier_priors
 
 # --- deterministic_pairs ---------------------------------------------------------------
 
@@ -343,7 +343,7 @@ def test_identifier_m_that_em_could_not_estimate_gets_the_prior(exact_m, else_m,
             _level("ELSE", else_m, 0.9993),
         ],
     })
-    engine._identifier_priors(settings)
+    apply_identifier_priors(settings)
     levels = settings["comparisons"][-1]["comparison_levels"]
     assert (levels[1]["m_probability"], levels[2]["m_probability"]) == pytest.approx(expected)
     assert sanity_problems(settings) == []

@@ -23,6 +23,7 @@ import yaml
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.matching.assets import MODEL
+from cdi_pipeline.lib.matching.backends import running_spark_session
 from cdi_pipeline.lib.matching.evaluation import score_clusters
 
 # About a minute (JVM start-up and Splink's many small Spark jobs): part of `make test`,
@@ -67,9 +68,7 @@ def _xref(warehouse: Path) -> pl.DataFrame:
 def runs(tmp_path_factory):
     """(duckdb warehouse, duckdb result, spark warehouse, spark result, spark seconds)."""
     _require_spark()
-    from pyspark import SparkContext
-
-    spark_was_running = SparkContext._active_spark_context is not None
+    spark_was_running = running_spark_session() is not None
     root = tmp_path_factory.mktemp("matching_spark")
     generate(persons=300, seed=7, out_dir=root / "input", progress=False)
     registry = root / "input" / "sources.yaml"
@@ -91,10 +90,8 @@ def runs(tmp_path_factory):
     print(f"\nfull refresh on the Spark backend: {spark_seconds:.1f}s wall time")
     yield duckdb_warehouse, duckdb_result, spark_warehouse, spark_result, spark_seconds
 
-    if not spark_was_running and SparkContext._active_spark_context is not None:
-        from pyspark.sql import SparkSession
-
-        SparkSession.builder.getOrCreate().stop()
+    if not spark_was_running and (spark := running_spark_session()) is not None:
+        spark.stop()
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> str:

@@ -2,7 +2,8 @@
 
 import polars as pl
 
-from cdi_pipeline.lib.matching.spec import prepare_input, with_surname_from_email
+from cdi_pipeline.lib.matching.input import prepare_input
+from cdi_pipeline.lib.matching.names import with_surname_from_email
 
 CASES = [
     # (email_local, first_name_key, first_name_canonical, expected)

@@ -28,7 +28,7 @@ from cdi_pipeline.defs.jobs.jobs import (
     dated_run_config,
 )
 from cdi_pipeline.lib.governance.erasure import ErasureRequestError, read_requests
-from cdi_pipeline.lib.matching.engine import model_version
+from cdi_pipeline.lib.matching.model_store import model_version
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN
 from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE, STORAGE_VERSION
 from cdi_pipeline_tests.warehouse_state import query, traces

@@ -27,8 +27,12 @@ from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.jobs.jobs import FULL_REFRESH
 from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.golden.features import build_features
-from cdi_pipeline.lib.matching import engine, run
-from cdi_pipeline.lib.matching.spec import derive_spec, prepare_input
+from cdi_pipeline.lib.matching.backends import BackendConfig, open_backend
+from cdi_pipeline.lib.matching.input import prepare_input
+from cdi_pipeline.lib.matching.model_store import model_version
+from cdi_pipeline.lib.matching.outputs import strongest_links
+from cdi_pipeline.lib.matching.spec import derive_spec
+from cdi_pipeline.lib.matching.training import train
 from cdi_pipeline.lib.privacy import KEY_ENV
 from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE
 from cdi_pipeline.lib.raw.sources import load_source
@@ -347,14 +351,9 @@ def test_training_twice_on_the_same_records_gives_the_same_model(tmp_path: Path)
     spec = derive_spec(frame, registry.matching.training_rules)
     versions = set()
     for _ in range(3):
-        with engine.open_backend(engine.BackendConfig(threads=2,
-                                                      temp_directory=tmp_path)) as db_api:
-            settings_dict, _ = engine.train(
-                db_api, frame, spec, seed=registry.matching.seed,
-                u_max_pairs=registry.matching.u_max_pairs,
-                em_max_pairs=registry.matching.em_max_pairs,
-            )
-        versions.add(engine.model_version(settings_dict))
+        with open_backend(BackendConfig(threads=2, temp_directory=tmp_path)) as db_api:
+            settings_dict, _ = train(db_api, frame, spec, registry.matching)
+        versions.add(model_version(settings_dict))
     assert len(versions) == 1, versions
 
 
@@ -367,7 +366,7 @@ def test_strongest_link_does_not_depend_on_link_order() -> None:
     expected = pl.DataFrame({"unique_id": ["a|1", "a|2"], "match_confidence": [1.0, 0.97],
                              "linked_by": ["must_link", "model"]})
     for permuted in _permutations(links):
-        assert run.strongest_links(permuted).sort("unique_id").equals(expected)
+        assert strongest_links(permuted).sort("unique_id").equals(expected)
 
 
 def test_latest_contact_does_not_depend_on_event_order() -> None:

@@ -289,7 +289,7 @@ class Source(_Strict):
         return list(dict.fromkeys(cols))
 
 
-# Columns of the matching input an EM training rule may block on (see lib/matching/spec.py).
+# Columns of the matching input an EM training rule may block on (see lib/matching/input.py).
 TRAINING_COLUMNS = (
     "first_name_key", "first_name_canonical", "first_initial", "last_name_key",
     "date_of_birth", "gender", "email", "email_local", "email_block", "phone", "phone_block",

@@ -21,7 +21,7 @@ from cdi_pipeline.lib.enrichment.enrich import (
     summarise_enrichment,
 )
 from cdi_pipeline.lib.enrichment.snapshots import SnapshotTags, quarters_kept, snapshot_writes
-from cdi_pipeline.lib.matching import engine
+from cdi_pipeline.lib.matching.model_store import load_current_model
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import (
     TableWrite,
@@ -110,7 +110,7 @@ def build_enrichment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         warehouse: WarehouseResource,
     ):
         quarter = quarter_of(run_date(config, registry))
-        model = engine.load_current_model(models_dir(warehouse))
+        model = load_current_model(models_dir(warehouse))
         tags = SnapshotTags(quarter, model.version if model else None, context.run.run_id,
                             datetime.now(UTC).replace(tzinfo=None))
         with warehouse.connect() as con:

@@ -44,11 +44,16 @@ from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.golden.survivorship import GOLDEN_INPUT_COLUMNS, build_golden
 from cdi_pipeline.lib.governance.erasure import drop_suppressed
-from cdi_pipeline.lib.matching import engine
+from cdi_pipeline.lib.matching.backends import open_backend
+from cdi_pipeline.lib.matching.blocking import pair_bounds
 from cdi_pipeline.lib.matching.incremental import closure, identity_updates
+from cdi_pipeline.lib.matching.input import RECORD_COLUMNS, UNIQUE_ID, prepare_input
+from cdi_pipeline.lib.matching.linkers import linker_for
+from cdi_pipeline.lib.matching.matching_pass import match
+from cdi_pipeline.lib.matching.model_store import load_current_model
 from cdi_pipeline.lib.matching.rules import read_overrides
-from cdi_pipeline.lib.matching.run import match, pair_bounds, score_pairs
-from cdi_pipeline.lib.matching.spec import RECORD_COLUMNS, UNIQUE_ID, derive_spec, prepare_input
+from cdi_pipeline.lib.matching.scoring import score_pairs
+from cdi_pipeline.lib.matching.spec import derive_spec
 from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import Registry
@@ -207,7 +212,7 @@ def build_incremental(registry: Registry):
                                  cfg.max_block_size, cfg.max_name_block_size, ordered=False)
         del records_all
         spec = derive_spec(prepared, cfg.training_rules)
-        model = engine.load_current_model(models_dir(warehouse))
+        model = load_current_model(models_dir(warehouse))
         if model is None or model.spec_fingerprint != spec.fingerprint():
             raise RuntimeError(
                 "the saved model does not fit the records with the new files (their fields "
@@ -399,16 +404,16 @@ def _rematch(
     unique = pl.concat_str("source", pl.lit("|"), "source_record_id")
     floor = _floor(cfg)
     now = datetime.now(UTC).replace(tzinfo=None)
-    with engine.open_backend(backend_config(registry, warehouse)) as db_api:
+    with open_backend(backend_config(registry, warehouse)) as db_api:
         linkers = []
 
         def linker_over(frame: pl.DataFrame, link_to: pl.DataFrame | None = None):
             linkers.append(frame.height)
-            return engine.linker_for(db_api, frame, model.splink_settings,
-                                     model.term_frequencies, name_suffix=f"_{len(linkers)}",
-                                     link_to=link_to)
+            return linker_for(db_api, frame, model.splink_settings,
+                              model.term_frequencies, name_suffix=f"_{len(linkers)}",
+                              link_to=link_to)
 
-        found = closure(prepared, new_ids, changed_ids, previous["xref"], linker_over, spec,
+        found = closure(db_api, prepared, new_ids, changed_ids, previous["xref"], linker_over, spec,
                         floor=floor,
                         budget=cfg.max_comparisons_per_record * max(prepared.height, 1))
         watch.lap("score new records against their blocking candidates")
@@ -435,22 +440,14 @@ def _rematch(
         frame = prepared.join(closure_ids, on=UNIQUE_ID, how="semi").sort(UNIQUE_ID)
         overrides = read_overrides(registry.overrides_file(), prepared.get_column(UNIQUE_ID))
         scoring = score_pairs(
-            linker_over(frame), spec, min_probability=cfg.min_pair_probability,
+            db_api, linker_over(frame), spec, min_probability=cfg.min_pair_probability,
             budget=cfg.max_comparisons_per_record * max(frame.height, 1), charts_dir=None,
             bounds=pair_bounds(frame, spec.blocking_rules),
         )
     outcome = match(
         frame, scoring, overrides,
         previous["xref"].filter(unique.is_in(closure_ids.get_column(UNIQUE_ID).implode())),
-        previous["id_map"],
-        threshold=cfg.match_threshold, review_band=cfg.review_band,
-        birth_date_conflict_blocks_link=cfg.birth_date_conflict_blocks_link,
-        given_name_conflict_blocks_link=cfg.given_name_conflict_blocks_link,
-        strong_agreement=cfg.strong_agreement,
-        birth_date_conflict_yields_to_link=cfg.birth_date_conflict_yields_to_link,
-        attach_min_probability=cfg.attach_min_probability,
-        max_component_size=10 * cfg.max_cluster_size,
-        run_id=run_id, model_version=model.version, now=now,
+        previous["id_map"], cfg, run_id=run_id, model_version=model.version, now=now,
     )
     updates = identity_updates(previous["xref"], previous["id_map"], outcome, closure_ids,
                                affected)

@@ -5,8 +5,8 @@ import polars as pl
 
 from cdi_pipeline.defs.matching.assets import CLUSTERS, MODEL, XREF, models_dir
 from cdi_pipeline.defs.shared.resources import WarehouseResource
-from cdi_pipeline.lib.matching import engine
 from cdi_pipeline.lib.matching.evaluation import pair_errors, read_truth, score_clusters
+from cdi_pipeline.lib.matching.model_store import load_current_model
 from cdi_pipeline.lib.matching.rules import read_overrides
 from cdi_pipeline.lib.matching.sanity import (
     MAX_LINKS_OVER_PRIOR,
@@ -29,7 +29,7 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         description="The model in use has plausible m/u (stops the run); unconverged EM warns.",
     )
     def model_sanity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        model = engine.load_current_model(models_dir(warehouse))
+        model = load_current_model(models_dir(warehouse))
         if model is None:
             return dg.AssetCheckResult(passed=False, description="no model has been promoted")
         problems = sanity_problems(model.splink_settings)
@@ -84,7 +84,7 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         f"{MAX_LINKS_OVER_PRIOR:.0f}x the record pairs the model's prior expects (collapse).",
     )
     def linked_share(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        model = engine.load_current_model(models_dir(warehouse))
+        model = load_current_model(models_dir(warehouse))
         with warehouse.connect() as con:
             records, linked = con.sql(
                 "SELECT coalesce(sum(records), 0), coalesce(sum(records * (records - 1) / 2), 0) "

@@ -1,7 +1,8 @@
 """Accuracy of clusters against a truth file: pairwise and cluster-level scores.
 
 All figures are computed from counts per (cluster, person) cell, so no pair list is ever
-materialised: at a million records that list would not fit in memory.
+materialised: it grows with the square of the cluster sizes and would not fit in memory on a
+large input.
 """
 
 from __future__ import annotations

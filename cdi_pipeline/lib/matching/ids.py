@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
+
+from cdi_pipeline.lib.storage import table_exists
 
 ID_PREFIX = "CUS"
 ID_DIGITS = 9
@@ -36,6 +39,35 @@ class IdAssignment:
     assignment: pl.DataFrame  # unique_id, cluster_key, customer_id
     events: pl.DataFrame  # HISTORY_SCHEMA (without run metadata filled for old rows)
     id_map: pl.DataFrame  # ID_MAP_SCHEMA: every id ever issued -> current id (or null)
+
+
+@dataclass(frozen=True)
+class PreviousIds:
+    """The identity tables the previous run left, which id assignment continues from (empty
+    before the first run)."""
+
+    xref: pl.DataFrame  # source, source_record_id, customer_id
+    id_map: pl.DataFrame  # ID_MAP_SCHEMA
+    history: pl.DataFrame  # HISTORY_SCHEMA
+
+
+def read_previous_ids(con: duckdb.DuckDBPyConnection) -> PreviousIds:
+    """The previous run's identity map, id map and id history from the warehouse."""
+    xref = (
+        con.sql("SELECT source, source_record_id, customer_id FROM golden.customer_xref").pl()
+        if table_exists(con, "golden", "customer_xref")
+        else pl.DataFrame(schema={"source": pl.String, "source_record_id": pl.String,
+                                  "customer_id": pl.String})
+    )
+    id_map = (
+        con.sql("SELECT * FROM golden.customer_id_map").pl()
+        if table_exists(con, "golden", "customer_id_map") else pl.DataFrame(schema=ID_MAP_SCHEMA)
+    )
+    history = (
+        con.sql("SELECT * FROM golden.id_history").pl()
+        if table_exists(con, "golden", "id_history") else pl.DataFrame(schema=HISTORY_SCHEMA)
+    )
+    return PreviousIds(xref, id_map, history)
 
 
 def format_id(number: pl.Expr) -> pl.Expr:

@@ -20,10 +20,13 @@ from typing import Any
 
 import polars as pl
 
+from cdi_pipeline.lib.matching.blocking import pair_bounds
 from cdi_pipeline.lib.matching.ids import ID_MAP_SCHEMA
+from cdi_pipeline.lib.matching.input import UNIQUE_ID
+from cdi_pipeline.lib.matching.outputs import MatchOutcome
 from cdi_pipeline.lib.matching.rules import deterministic_pairs
-from cdi_pipeline.lib.matching.run import MatchOutcome, pair_bounds, score_pairs
-from cdi_pipeline.lib.matching.spec import UNIQUE_ID, ModelSpec
+from cdi_pipeline.lib.matching.scoring import score_pairs
+from cdi_pipeline.lib.matching.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ def blocking_candidates(prepared: pl.DataFrame, new_ids: pl.Series, spec: ModelS
 
 
 def closure(
+    db_api: Any,
     prepared: pl.DataFrame,
     new_ids: pl.Series,
     changed_ids: pl.Series,
@@ -68,9 +72,9 @@ def closure(
 ) -> Closure:
     """Score new records against their blocking candidates; collect the affected customers.
 
-    `linker_over(frame, link_to=None)` returns a Splink linker over a prepared frame (or
-    linking it to `link_to`). `floor` is the lowest probability any later step acts on
-    (attachment, review, linking).
+    `linker_over(frame, link_to=None)` returns a Splink linker on the backend `db_api` over
+    a prepared frame (or linking it to `link_to`). `floor` is the lowest probability any
+    later step acts on (attachment, review, linking).
     """
     candidates = blocking_candidates(prepared, new_ids, spec)
     is_new = pl.col(UNIQUE_ID).is_in(new_ids.implode())
@@ -79,12 +83,12 @@ def closure(
     frame = pl.concat([new_frame, candidate_frame])
     # New against existing (link only: existing pairs among themselves are known), and the
     # new records among themselves.
-    scored = [score_pairs(linker_over(new_frame), spec, min_probability=floor, budget=budget,
-                          charts_dir=None,
+    scored = [score_pairs(db_api, linker_over(new_frame), spec, min_probability=floor,
+                          budget=budget, charts_dir=None,
                           bounds=pair_bounds(new_frame, spec.blocking_rules)).pairs]
     if candidate_frame.height:
         scored.append(score_pairs(
-            linker_over(new_frame, candidate_frame), spec, min_probability=floor,
+            db_api, linker_over(new_frame, candidate_frame), spec, min_probability=floor,
             budget=budget, charts_dir=None,
             bounds=pair_bounds(new_frame, spec.blocking_rules, candidate_frame),
         ).pairs)
@@ -149,7 +153,7 @@ def identity_updates(
     everything else untouched."""
     key = pl.concat_str("source", pl.lit("|"), "source_record_id")
     in_closure = key.is_in(closure_ids.get_column(UNIQUE_ID).implode())
-    # Unordered: later steps join on it; sorting a million keys would cost more than they do.
+    # Unordered: later steps join on it; sorting every key would cost more than they do.
     xref = pl.concat([previous_xref.filter(~in_closure), outcome.xref], how="diagonal_relaxed")
     assigned = outcome.clusters.select("customer_id")
     closure_records = closure_ids.select(

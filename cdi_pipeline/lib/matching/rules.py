@@ -14,7 +14,7 @@ import polars as pl
 
 from cdi_pipeline.lib.contracts import IDENTIFIER_PREFIX
 from cdi_pipeline.lib.governance.files import read_governed_csv
-from cdi_pipeline.lib.matching.spec import UNIQUE_ID, record_key
+from cdi_pipeline.lib.matching.input import UNIQUE_ID, record_key
 
 OVERRIDE_COLUMNS = (
     "decision",

@@ -1,9 +1,8 @@
 """Model sanity: reject a trained model whose parameters are implausible.
 
-EM can converge to the wrong solution (on 1M records, EM blocked on names gave m(exact date of
-birth) = 0.15 instead of ~0.87 and one giant cluster). Such a model looks fine to Splink;
-these rules catch it before any prediction is used, without rejecting a valid model of noisy
-data.
+EM can converge to the wrong solution (EM blocked on names can settle on namesakes: a low m
+for an exact birth date, and one giant cluster). Such a model looks fine to Splink; these
+rules catch it before any prediction is used, without rejecting a valid model of noisy data.
 """
 
 from __future__ import annotations
@@ -68,9 +67,9 @@ def sanity_problems(settings: dict[str, Any]) -> list[str]:
     agreement counting against a match (m <= u); disagreement counting for one; an exact
     level never trained; and m out of order, a partial level (a typo, within a year) more
     common among matches than exact agreement, which is how EM on the wrong pairs collapses
-    (at a million records m(exact birth date) fell to 0.15, the rest went to "within a
-    year"). Absolute m floors are no rule: on data with typos in every field the true
-    m(exact) can be 0.4. Unconverged EM is a warning (`training_warnings`), not a rule here.
+    (m of an exact birth date falls, and "within a year" takes the rest). Absolute m floors
+    are no rule: on data with typos in every field the true m(exact) can be 0.4. Unconverged
+    EM is a warning (`training_warnings`), not a rule here.
     """
     problems = []
     retrain = "; change matching.training_rules in the registry"
@@ -131,7 +130,7 @@ def sanity_problems(settings: dict[str, Any]) -> list[str]:
 
 
 # How many times the pairs the clusters link may exceed what the model's prior expects of
-# the records (valid runs of the accuracy benchmark: 1.1 to 2.6 times).
+# the records: a valid model links a small multiple of it, a collapsed one far more.
 MAX_LINKS_OVER_PRIOR = 10.0
 
 

@@ -1,8 +1,14 @@
-"""Column descriptions of the matching and identity tables (become DuckDB COMMENTs)."""
+"""The matching and identity tables: where each lives, what it is and what its columns mean
+(the descriptions become DuckDB COMMENTs and the assets' UI descriptions)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from cdi_pipeline.lib.storage import TableWrite
 
 PARAMETER_COLUMNS = {
     "comparison": "Comparison (field) of the model.",
@@ -105,3 +111,51 @@ def describe_columns(
         elif column.endswith("_r") and column not in out:
             out[column] = f"{column[:-2]} of the right record."
     return out
+
+
+@dataclass(frozen=True)
+class MatchTable:
+    """A table the matching layer writes: schema and name, what it is, and its columns."""
+
+    schema: str
+    name: str
+    description: str
+    columns: Mapping[str, str]
+
+    @property
+    def qualified(self) -> str:
+        """`schema.name`."""
+        return f"{self.schema}.{self.name}"
+
+    def write(self, frame: pl.DataFrame) -> TableWrite:
+        """The write of `frame` as this table, every column described."""
+        return TableWrite(self.schema, self.name, frame, self.description,
+                          describe_columns(self.columns, frame.columns))
+
+
+PARAMETERS_TABLE = MatchTable(
+    "matching", "model_parameters", "m and u probabilities and match weight of every "
+    "comparison level of the model in use.", PARAMETER_COLUMNS)
+PAIRS_TABLE = MatchTable(
+    "matching", "pairs", "Scored record pairs with per-comparison match weights and how each "
+    "pair was decided (model, rule or steward).", PAIR_COLUMNS)
+REVIEW_QUEUE_TABLE = MatchTable(
+    "matching", "review_queue", "Uncertain pairs for a data steward, closest to the threshold "
+    "first, with both records side by side, the evidence and the suggested override.",
+    REVIEW_COLUMNS)
+CLUSTERS_TABLE = MatchTable(
+    "matching", "clusters", "One row per customer cluster: size, sources and link strength.",
+    CLUSTER_COLUMNS)
+XREF_TABLE = MatchTable(
+    "golden", "customer_xref", "The identity map: every source record and the customer_id it "
+    "belongs to. Every later layer joins through it.", XREF_COLUMNS)
+ID_HISTORY_TABLE = MatchTable(
+    "golden", "id_history", "Every customer id event across runs: created, merged, split, "
+    "moved, retired.", HISTORY_COLUMNS)
+ID_MAP_TABLE = MatchTable(
+    "golden", "customer_id_map", "Every customer id ever issued and the id it resolves to now.",
+    ID_MAP_COLUMNS)
+
+# The tables one matching pass replaces together, in the order they are written.
+MATCH_TABLES = (PAIRS_TABLE, REVIEW_QUEUE_TABLE, CLUSTERS_TABLE, XREF_TABLE, ID_HISTORY_TABLE,
+                ID_MAP_TABLE)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from splink.internals.html_utils import chart_html  # bundles Vega offline; no CDN needed
+
+from cdi_pipeline.lib.splink_private import offline_chart_html
 
 
 def summary_chart_spec(summary: pl.DataFrame) -> dict:
@@ -51,9 +52,7 @@ def write_summary_chart(summary: pl.DataFrame, path: Path) -> dict:
     """Write the chart as a self-contained HTML page; return its Vega-Lite spec."""
     spec = summary_chart_spec(summary)
     path.parent.mkdir(parents=True, exist_ok=True)
-    html = chart_html(spec, inline=True, fullhtml=True).replace(
-        "<title>Splink chart</title>", "<title>Customer segments</title>"
-    )
+    html = offline_chart_html(spec, "Customer segments")
     temporary = path.with_suffix(".tmp")
     temporary.write_text(html, encoding="utf-8")
     temporary.replace(path)
