@@ -236,7 +236,7 @@ def incremental_scenario(
     full rebuild from the same state; compare time, memory and customer ids. Each run is a
     child process, so each peak is that run's own. Also returns the incremental run's
     seconds per phase (markdown)."""
-    from cdi_pipeline.defs.incremental.refresh import INCREMENTAL_REFRESH  # noqa: PLC0415
+    from cdi_pipeline.defs.incremental.jobs import INCREMENTAL_REFRESH  # noqa: PLC0415
 
     input_dir = work / "input"
     shutil.copytree(source_input, input_dir)

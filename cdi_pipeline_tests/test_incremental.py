@@ -19,12 +19,14 @@ import pytest
 
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.incremental.refresh import (
+from cdi_pipeline.defs.incremental.jobs import INCREMENTAL_REFRESH
+from cdi_pipeline.defs.incremental.sensors import (
+    AFTER_RUN_TAG,
     INCOMING_SENSOR,
-    INCREMENTAL_REFRESH,
     MAX_ATTEMPTS,
+    PUBLISH_SENSOR,
 )
-from cdi_pipeline.defs.jobs.jobs import AFTER_RUN_TAG, PUBLISH_REFRESH, PUBLISH_SENSOR
+from cdi_pipeline.defs.jobs.jobs import PUBLISH_REFRESH
 
 HELD_BACK = {"crm_contacts": 12, "support_tickets": 15, "webshop_orders": 10}
 

@@ -28,8 +28,9 @@ import yaml
 
 from cdi_pipeline.bench import hold_back
 from cdi_pipeline.datagen import generate
-from cdi_pipeline.defs.incremental.refresh import INCOMING_DIR, INCREMENTAL_REFRESH
+from cdi_pipeline.defs.incremental.jobs import INCREMENTAL_REFRESH
 from cdi_pipeline.lib.governance.erasure import REWRITE_OWED
+from cdi_pipeline.lib.raw.incoming import INCOMING_DIR
 from cdi_pipeline_tests.warehouse_state import (
     Fingerprint,
     RefreshRun,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cdi_pipeline.defs.incremental.refresh import build_incremental
-from cdi_pipeline.defs.jobs.jobs import build_publish_sensor
+from cdi_pipeline.defs.incremental.jobs import build_incremental_job
+from cdi_pipeline.defs.incremental.sensors import build_incoming_sensor, build_publish_sensor
 from cdi_pipeline.lib.registry import Registry
 
 
 def defs(registry: Registry) -> dg.Definitions:
     """The incremental job, its incoming-files sensor and the publish sensor after it."""
-    job, incoming_sensor = build_incremental(registry)
-    return dg.Definitions(jobs=[job], sensors=[incoming_sensor, build_publish_sensor(job)])
+    job = build_incremental_job(registry)
+    return dg.Definitions(
+        jobs=[job], sensors=[build_incoming_sensor(registry, job), build_publish_sensor(job)]
+    )

@@ -18,8 +18,6 @@ FULL_REFRESH = "full_refresh"
 QUARTERLY_REFRESH = "quarterly_refresh"
 QUARTERLY_SCHEDULE = "quarterly_refresh_schedule"
 PUBLISH_REFRESH = "publish_refresh"
-PUBLISH_SENSOR = "publish_after_incremental"
-AFTER_RUN_TAG = "cdi/after_run"
 # 03:00 on the first day of January, April, July and October.
 QUARTERLY_CRON = "0 3 1 1,4,7,10 *"
 SCHEDULE_TIMEZONE = "Europe/Amsterdam"
@@ -69,38 +67,6 @@ PUBLISH_REFRESH_JOB = dg.define_asset_job(
 )
 
 
-def build_publish_sensor(
-    incremental_job: dg.JobDefinition) -> dg.SensorDefinition:
-    """After every successful incremental batch, republish what analysts and marketing read.
-
-    A separate run, not a step of the batch: the batch's own time stays the matching work,
-    and batches arriving in a burst share one republish (a publish run still waiting to
-    start will read the newest warehouse anyway).
-    """
-
-    @dg.run_status_sensor(
-        name=PUBLISH_SENSOR,
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[incremental_job],
-        request_job=PUBLISH_REFRESH_JOB,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Republishes analytics.duckdb and the activation exports after each "
-        "successful incremental_refresh.",
-    )
-    def publish_after_incremental(context: dg.RunStatusSensorContext):
-        after = context.dagster_run.run_id
-        waiting = context.instance.get_runs(filters=dg.RunsFilter(
-            job_name=PUBLISH_REFRESH,
-            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
-        ))
-        if waiting:
-            return dg.SkipReason(
-                f"publish run {waiting[0].run_id} has not started yet and will include "
-                f"incremental run {after}"
-            )
-        return dg.RunRequest(run_key=f"publish-after-{after}", tags={AFTER_RUN_TAG: after})
-
-    return publish_after_incremental
 
 
 @dg.schedule(

@@ -28,6 +28,7 @@ from cdi_pipeline.lib.storage import (
     Staging,
     TableWrite,
     quote_identifier,
+    registered,
     replace_tables,
 )
 
@@ -204,3 +205,31 @@ def survivorship_rules(config: GoldenConfig) -> dict[str, str]:
         name: "\n".join(f"{i + 1}. {r}" for i, r in enumerate(config.rules_for(name)))
         for name in SHOWN_RULE_FIELDS
     }
+
+
+def read_batch_inputs(
+    con: duckdb.DuckDBPyConnection, records: pl.DataFrame, event_owners: pl.DataFrame,
+    fresh: pl.DataFrame, new_events: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The golden input columns of `records` and the events of `event_owners` (both: source,
+    source_record_id) for an incremental batch: the stored rows, overlaid with the batch's
+    cleaned records (`fresh`) and events (`new_events`), which replace stored ones with the
+    same key."""
+    keys = ["source", "source_record_id"]
+    wanted = ", ".join(f"c.{quote_identifier(c)}" for c in GOLDEN_INPUT_COLUMNS)
+    with (registered(con, "__batch_records", records),
+          registered(con, "__batch_owners", event_owners)):
+        stored = con.sql(
+            f"SELECT {wanted} FROM cleaned.customer_records c "
+            "SEMI JOIN __batch_records USING (source, source_record_id)").pl()
+        events = con.sql(
+            "SELECT a.* FROM cleaned.activities a SEMI JOIN __batch_owners o ON "
+            "a.customer_source = o.source AND a.customer_record_id = o.source_record_id").pl()
+    golden_records = pl.concat([
+        stored.join(fresh.select(keys), on=keys, how="anti"),
+        fresh.join(records, on=keys, how="semi").select(GOLDEN_INPUT_COLUMNS),
+    ], how="diagonal_relaxed")
+    # A re-delivered event replaces the stored one (the batch's version comes last).
+    events = pl.concat([events, new_events], how="diagonal_relaxed").unique(
+        ["source", "event_id"], keep="last", maintain_order=True)
+    return golden_records, events
