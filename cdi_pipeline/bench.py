@@ -192,7 +192,7 @@ def _xref(warehouse: Path) -> pl.DataFrame:
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
     try:
         return con.sql("SELECT source, source_record_id, customer_id "
-                       "FROM golden.customer_xref").pl()
+                       "FROM matching.customer_xref").pl()
     finally:
         con.close()
 
@@ -341,7 +341,7 @@ def run(persons: int, seed: int, work: Path, out: Path, incremental_share: float
             for s in registry.identity_sources
         )
         xref = con.sql("SELECT source, source_record_id, customer_id "
-                       "FROM golden.customer_xref").pl()
+                       "FROM matching.customer_xref").pl()
         stored = {r[0] for r in con.sql(
             "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'cleaned' "
             "AND table_name = 'customer_records'").fetchall()}

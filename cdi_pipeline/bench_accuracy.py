@@ -233,8 +233,8 @@ def _read_xref(warehouse: Path) -> tuple[pl.DataFrame | None, bool]:
     con = duckdb.connect(str(database), read_only=True)
     try:
         xref = (con.sql("SELECT source, source_record_id, customer_id "
-                        "FROM golden.customer_xref").pl()
-                if _has_table(con, "golden", "customer_xref") else None)
+                        "FROM matching.customer_xref").pl()
+                if _has_table(con, "matching", "customer_xref") else None)
         return xref, _has_table(con, "cleaned", "customer_records")
     finally:
         con.close()

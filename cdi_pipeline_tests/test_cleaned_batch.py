@@ -117,7 +117,7 @@ def test_source_by_source_with_staging_gives_the_same_tables(
                        staged=staged)
         stored = read_table(con, "cleaned", "customer_records")
         stored_events = read_table(con, "cleaned", "activities")
-        stored_quarantine = read_table(con, "quality", "quarantine")
+        stored_quarantine = read_table(con, "cleaned", "quarantine")
     finally:
         con.close()
     assert batch.records.is_empty()

@@ -105,7 +105,7 @@ def test_check_examples_show_held_back_values_by_shape_only(
     small_registry: Path, warehouse_dir: Path
 ) -> None:
     # Dagster keeps check metadata in its event log, beyond any erasure: a held-back record's
-    # values appear there by shape, while quality.quarantine keeps them (and erasure reaches it).
+    # values appear there by shape, while cleaned.quarantine keeps them (and erasure reaches it).
     crm = small_registry.parent / "sources" / "crm.csv"
     crm.write_text(crm.read_text() + "C4;;;;Jan.Smit@@example;;\n", encoding="utf-8")
     result = _run(small_registry, warehouse_dir)
@@ -115,7 +115,7 @@ def test_check_examples_show_held_back_values_by_shape_only(
     assert "Smit" not in examples and "example" not in examples
     con = duckdb.connect(str(warehouse_dir / "cdi.duckdb"), read_only=True)
     try:
-        stored = con.sql("SELECT offending_value FROM quality.quarantine "
+        stored = con.sql("SELECT offending_value FROM cleaned.quarantine "
                          "WHERE source_record_id = 'C4'").fetchall()
     finally:
         con.close()

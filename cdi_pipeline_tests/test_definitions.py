@@ -11,25 +11,26 @@ from cdi_pipeline.settings import DEFAULT_REGISTRY
 EXPECTED_ASSETS = [
     "cleaned/activities",
     "cleaned/customer_records",
+    "cleaned/quarantine",
     "enrichment/customer_enrichment",
+    "enrichment/customer_segment_snapshots",
+    "enrichment/customer_snapshots",
+    "enrichment/customer_xref_snapshots",
     "golden/customer_360",
     "golden/customer_features",
-    "golden/customer_id_map",
-    "golden/customer_snapshots",
-    "golden/customer_xref",
-    "golden/customer_xref_snapshots",
     "golden/customers",
     "golden/field_lineage",
-    "golden/id_history",
     "governance/erasure_receipts",
     "governance/suppression_list",
     "matching/clusters",
+    "matching/customer_id_map",
+    "matching/customer_xref",
+    "matching/id_history",
     "matching/model",
     "matching/pairs",
     "matching/review_queue",
     "published/analytics",
     "quality/field_profile",
-    "quality/quarantine",
     "raw/crm_contacts",
     "raw/erp_customers",
     "raw/newsletter_signups",
@@ -37,7 +38,6 @@ EXPECTED_ASSETS = [
     "raw/webshop_accounts",
     "raw/webshop_orders",
     "segments/activation_exports",
-    "segments/customer_segment_snapshots",
     "segments/customer_segments",
     "segments/segment_summary",
 ]
@@ -47,14 +47,14 @@ EXPECTED_CHECKS = [
     "cleaned/customer_records:contract",
     "cleaned/customer_records:rejected_share",
     "golden/customer_360:one_row_per_customer",
-    # accuracy exists because the bundled registry names a truth file
-    "golden/customer_xref:accuracy",
-    "golden/customer_xref:every_record_mapped",
-    "golden/customer_xref:overrides_honoured",
     "golden/customers:one_row_per_customer",
     "golden/field_lineage:lineage_complete",
     "matching/clusters:cluster_size",
     "matching/clusters:linked_share",
+    # accuracy exists because the bundled registry names a truth file
+    "matching/customer_xref:accuracy",
+    "matching/customer_xref:every_record_mapped",
+    "matching/customer_xref:overrides_honoured",
     "matching/model:model_sanity",
     "published/analytics:no_direct_identifiers",
     "quality/field_profile:invalid_value_share",
@@ -110,3 +110,31 @@ def test_registry_error_surfaces_at_load(tmp_path) -> None:
     with pytest.raises(RegistryError, match=r"source 'x', key 'format'"):
         build_definitions(bad, tmp_path / "wh")
 
+
+def _defined_in(definition) -> str:
+    """The module whose function computes an asset or check."""
+    return definition.op.compute_fn.decorated_fn.__module__
+
+
+def test_every_asset_lives_in_its_layer_folder_group_and_schema() -> None:
+    """A reader who knows an asset's key finds its code in `defs/<prefix>/`, its group and its
+    DuckDB schema under the same name."""
+    repository = defs.get_repository_def()
+    misplaced = []
+    for assets_def in set(repository.assets_defs_by_key.values()):
+        module = _defined_in(assets_def)
+        for key in assets_def.keys:
+            layer = key.path[0]
+            if not module.startswith(f"cdi_pipeline.defs.{layer}."):
+                misplaced.append(f"{key.to_user_string()} defined in {module}")
+            if assets_def.group_names_by_key[key] != layer:
+                misplaced.append(
+                    f"{key.to_user_string()} in group {assets_def.group_names_by_key[key]}"
+                )
+    for check_def in set(repository.asset_checks_defs_by_key.values()):
+        module = _defined_in(check_def)
+        for check_key in check_def.check_keys:
+            layer = check_key.asset_key.path[0]
+            if not module.startswith(f"cdi_pipeline.defs.{layer}."):
+                misplaced.append(f"check {check_key.name} on {layer} defined in {module}")
+    assert misplaced == []

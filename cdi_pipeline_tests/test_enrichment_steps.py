@@ -46,7 +46,7 @@ def con(tmp_path: Path):
     con = duckdb.connect(str(tmp_path / "cdi.duckdb"))
     replace_tables(con, [
         TableWrite("golden", "customers", CUSTOMERS, "Customers."),
-        TableWrite("golden", "customer_xref", pl.DataFrame({
+        TableWrite("matching", "customer_xref", pl.DataFrame({
             "source": ["crm", "crm"], "source_record_id": ["C1", "C2"],
             "customer_id": ["A", "B"], "model_version": ["m-1", "m-1"]}), "Identity map."),
         TableWrite("segments", "customer_segments", pl.DataFrame({
@@ -65,13 +65,13 @@ def test_snapshots_are_tagged_and_replaced_per_quarter(con) -> None:
     _snapshot(con, "2026Q3", "m-1")
     _snapshot(con, "2026Q4", None)
     _snapshot(con, "2026Q4", "m-2")  # a later run in the quarter replaces its rows
-    xref = read_table(con, "golden", "customer_xref_snapshots")
+    xref = read_table(con, "enrichment", "customer_xref_snapshots")
     assert xref.columns[:4] == list(SNAPSHOT_COLUMNS)
     # The snapshot's model version replaces the identity map's own.
     assert sorted(set(zip(xref["quarter"], xref["model_version"], strict=True))) == [
         ("2026Q3", "m-1"), ("2026Q4", "m-2")]
     assert quarters_kept(con).rows() == [("2026Q3", 2, "m-1"), ("2026Q4", 2, "m-2")]
-    segments = read_table(con, "segments", "customer_segment_snapshots")
+    segments = read_table(con, "enrichment", "customer_segment_snapshots")
     assert segments.height == 4 and "rfm_segment" in segments.columns
 
 

@@ -59,7 +59,7 @@ def con(tmp_path: Path):
     replace_tables(con, [
         TableWrite("cleaned", "customer_records", RECORDS, "Records."),
         TableWrite("cleaned", "activities", EVENTS, "Events."),
-        TableWrite("golden", "customer_xref", XREF, "Identity map."),
+        TableWrite("matching", "customer_xref", XREF, "Identity map."),
     ])
     yield con
     con.close()
@@ -107,7 +107,7 @@ def test_passes_write_what_one_pass_over_everyone_builds(con) -> None:
 
 
 def test_no_customers_still_gives_both_tables_their_columns(con) -> None:
-    con.execute("DELETE FROM golden.customer_xref")
+    con.execute("DELETE FROM matching.customer_xref")
     golden = write_golden(con, GoldenConfig())
     assert golden.summary.passes == 1 and golden.summary.customers == 0
     assert read_table(con, "golden", "customers").columns == golden.customers.frame.columns

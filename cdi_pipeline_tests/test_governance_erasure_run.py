@@ -41,7 +41,7 @@ def warehouse(tmp_path: Path) -> Path:
                 "email": ["jan@example.com", "piet@example.com", "jan@example.com"],
                 "phone": [None, None, "+31612345678"],
             }), "Records."),
-            TableWrite("golden", "customer_xref", pl.DataFrame({
+            TableWrite("matching", "customer_xref", pl.DataFrame({
                 "source": ["crm_contacts", "crm_contacts", "webshop_accounts"],
                 "source_record_id": ["C1", "C2", "W1"],
                 "customer_id": ["CUS-1", "CUS-2", "CUS-1"],
@@ -87,7 +87,7 @@ def test_a_request_is_carried_out_once_and_the_file_rewritten(
         assert pending_requests(con, requests, key_fingerprint(KEY)).is_empty()
     finally:
         con.close()
-    assert outcome.removed == {"cleaned.customer_records": 2, "golden.customer_xref": 2,
+    assert outcome.removed == {"cleaned.customer_records": 2, "matching.customer_xref": 2,
                                "golden.customers": 1}
     assert outcome.rows_removed()["rows"].sum() == 5
     assert (outcome.suppression_entries, outcome.requests_carried_out) == (4, 1)
@@ -95,7 +95,7 @@ def test_a_request_is_carried_out_once_and_the_file_rewritten(
     assert customers["customer_id"].to_list() == ["CUS-2"]
     # Counts per table and the derived files, never values; hashes only on the list.
     assert dict(zip(receipts["item"], receipts["rows_removed"], strict=True)) == {
-        "cleaned.customer_records": 2, "golden.customer_xref": 2, "golden.customers": 1,
+        "cleaned.customer_records": 2, "matching.customer_xref": 2, "golden.customers": 1,
         "file:models": 2}
     assert set(receipts["run_id"]) == {"run-1"}
     assert sorted(suppression["kind"]) == ["email", "phone", "record", "record"]

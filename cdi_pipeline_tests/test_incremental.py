@@ -74,7 +74,7 @@ def _read(root: Path, sql: str, file: str = "cdi.duckdb") -> pl.DataFrame:
 
 
 def _xref(root: Path) -> pl.DataFrame:
-    return _read(root, "SELECT source, source_record_id, customer_id FROM golden.customer_xref "
+    return _read(root, "SELECT source, source_record_id, customer_id FROM matching.customer_xref "
                        "ORDER BY ALL")
 
 
@@ -188,11 +188,11 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
                                   "segments.customer_segments ORDER BY ALL"))
     # The identity tables stay consistent with each other after the row-level update.
     for sql in (
-        "SELECT count(*) FROM (SELECT DISTINCT customer_id FROM golden.customer_xref) x "
+        "SELECT count(*) FROM (SELECT DISTINCT customer_id FROM matching.customer_xref) x "
         "FULL JOIN matching.clusters c USING (customer_id) "
         "WHERE x.customer_id IS NULL OR c.records IS NULL",
-        "SELECT count(*) FROM (SELECT DISTINCT customer_id FROM golden.customer_xref) x "
-        "ANTI JOIN golden.customer_id_map m ON m.customer_id = x.customer_id "
+        "SELECT count(*) FROM (SELECT DISTINCT customer_id FROM matching.customer_xref) x "
+        "ANTI JOIN matching.customer_id_map m ON m.customer_id = x.customer_id "
         "AND m.status = 'active'",
         "SELECT count(*) FROM matching.pairs GROUP BY source_l, source_record_id_l, source_r, "
         "source_record_id_r HAVING count(*) > 1",
@@ -213,7 +213,7 @@ def _analytics(root: Path) -> pl.DataFrame:
 
 def _held_back_rejects(root: Path) -> int:
     """Held-back identity rows the cleaning held back (they never reach the identity map)."""
-    return _count(root, "SELECT count(*) FROM quality.quarantine WHERE scope = 'record' "
+    return _count(root, "SELECT count(*) FROM cleaned.quarantine WHERE scope = 'record' "
                   "AND source_file LIKE '%/loaded/%'")
 
 

@@ -31,7 +31,7 @@ def test_febrl3_full_refresh_runs_and_matches(tmp_path: Path) -> None:
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
     try:
         xref = con.sql("SELECT source, source_record_id, customer_id "
-                       "FROM golden.customer_xref").pl()
+                       "FROM matching.customer_xref").pl()
     finally:
         con.close()
     truth = read_truth(load_registry(registry).truth_file())

@@ -45,8 +45,8 @@ def test_minimal_source_set_runs_end_to_end(minimal_run) -> None:
     try:
         records, mapped, customers = con.sql(
             "SELECT (SELECT count(*) FROM cleaned.customer_records), "
-            "(SELECT count(*) FROM golden.customer_xref), "
-            "(SELECT count(DISTINCT customer_id) FROM golden.customer_xref)"
+            "(SELECT count(*) FROM matching.customer_xref), "
+            "(SELECT count(DISTINCT customer_id) FROM matching.customer_xref)"
         ).fetchall()[0]
         comparisons = {
             r[0] for r in con.sql("SELECT DISTINCT comparison FROM matching.model_parameters")
@@ -80,7 +80,7 @@ def test_source_set_without_behaviour_gets_golden_records_and_empty_features(min
     con = duckdb.connect(str(root / "warehouse" / "cdi.duckdb"), read_only=True)
     try:
         ids, golden, events, orders, segments, no_orders = con.sql(
-            "SELECT (SELECT count(DISTINCT customer_id) FROM golden.customer_xref), "
+            "SELECT (SELECT count(DISTINCT customer_id) FROM matching.customer_xref), "
             "(SELECT count(*) FROM golden.customers), "
             "(SELECT count(*) FROM cleaned.activities), "
             "(SELECT sum(order_count) FROM golden.customer_features), "

@@ -20,7 +20,7 @@ import pytest
 
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.matching.assets import MODEL
+from cdi_pipeline.defs.keys import MODEL
 from cdi_pipeline.lib.matching import visualisations
 from cdi_pipeline.lib.matching.backends import BackendConfig, open_backend
 from cdi_pipeline.lib.matching.blocking import ComparisonBudgetExceeded, pair_bounds
@@ -68,7 +68,7 @@ class Site:
 
     def xref(self) -> pl.DataFrame:
         return self.query(
-            "SELECT source, source_record_id, customer_id, cluster_size FROM golden.customer_xref"
+            "SELECT source, source_record_id, customer_id, cluster_size FROM matching.customer_xref"
         ).sort("source", "source_record_id")
 
 
@@ -131,7 +131,7 @@ def test_first_run_maps_every_cleaned_record_once(first_run) -> None:
                count(*) FILTER (WHERE c.source IS NULL) AS unknown,
                count(*) AS records
         FROM cleaned.customer_records c
-        FULL JOIN golden.customer_xref x USING (source, source_record_id)
+        FULL JOIN matching.customer_xref x USING (source, source_record_id)
         """
     ).row(0, named=True)
     assert unmatched["unmapped"] == 0 and unmatched["unknown"] == 0
@@ -144,7 +144,7 @@ def test_first_run_maps_every_cleaned_record_once(first_run) -> None:
     assert PERSONS * 0.8 < customers < xref.height * 0.8
     sizes = xref.with_columns(pl.len().over("customer_id").alias("actual"))
     assert sizes.filter(pl.col("actual") != pl.col("cluster_size")).is_empty()
-    history = site.query("SELECT DISTINCT event FROM golden.id_history").get_column("event")
+    history = site.query("SELECT DISTINCT event FROM matching.id_history").get_column("event")
     assert history.to_list() == ["created"]
 
 
@@ -152,7 +152,7 @@ def test_rerun_on_unchanged_input_is_stable(first_run, tmp_path: Path) -> None:
     base, first = first_run
     site = base.copy_to(tmp_path / "site")
     before = site.xref()
-    history_before = site.query("SELECT * FROM golden.id_history ORDER BY ALL")
+    history_before = site.query("SELECT * FROM matching.id_history ORDER BY ALL")
     second = _refresh(site)
     _assert_matching_checks_pass(second)
     after = site.xref()
@@ -166,7 +166,7 @@ def test_rerun_on_unchanged_input_is_stable(first_run, tmp_path: Path) -> None:
         f"match_model_{meta_first['model_version']}.json"
     ]
     # No id events in the second run.
-    assert site.query("SELECT * FROM golden.id_history ORDER BY ALL").equals(history_before)
+    assert site.query("SELECT * FROM matching.id_history ORDER BY ALL").equals(history_before)
 
 
 def _members(xref: pl.DataFrame) -> dict[frozenset[str], str]:
@@ -212,10 +212,10 @@ def test_deleted_records_leave_every_other_id_alone(first_run, tmp_path: Path) -
     changed = compared.filter(pl.col("customer_id") != pl.col("customer_id_after"))
     assert changed.is_empty(), changed
     assert _members(remaining) == _members(after)
-    history = site.query("SELECT * FROM golden.id_history WHERE run_id = "
+    history = site.query("SELECT * FROM matching.id_history WHERE run_id = "
                          f"'{result.run_id}'")
     # The singletons' customers are retired, and nothing else is.
-    id_map = site.query("SELECT * FROM golden.customer_id_map")
+    id_map = site.query("SELECT * FROM matching.customer_id_map")
     status = dict(id_map.select("customer_id", "status").iter_rows())
     assert {status[c] for c in singletons.get_column("customer_id")} == {"retired"}
     assert {status[c] for c in from_pairs.get_column("customer_id")} <= {"active", "merged"}
@@ -271,7 +271,7 @@ def test_steward_overrides_win(first_run, tmp_path: Path) -> None:
 
     # The cannot-link split the big customer; the id stays with the larger part.
     assert cid[key(apart[0])] != cid[key(apart[1])]
-    history = site.query(f"SELECT * FROM golden.id_history WHERE run_id = '{result.run_id}'")
+    history = site.query(f"SELECT * FROM matching.id_history WHERE run_id = '{result.run_id}'")
     splits = history.filter((pl.col("event") == "split") & (pl.col("old_customer_id") == big_id))
     assert splits.height >= 1
     new_parts = set(splits.get_column("new_customer_id"))
@@ -291,7 +291,7 @@ def test_steward_overrides_win(first_run, tmp_path: Path) -> None:
     )
     assert merged.rows() == [(single_id, pair_id, 1)]
     id_map = dict(site.query("SELECT customer_id, current_customer_id FROM "
-                             "golden.customer_id_map").iter_rows())
+                             "matching.customer_id_map").iter_rows())
     assert id_map[single_id] == pair_id
     steward = site.query(
         f"SELECT has_steward_link FROM matching.clusters WHERE customer_id = '{pair_id}'"

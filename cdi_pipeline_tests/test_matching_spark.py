@@ -22,7 +22,7 @@ import yaml
 
 from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.matching.assets import MODEL
+from cdi_pipeline.defs.keys import MODEL
 from cdi_pipeline.lib.matching.backends import running_spark_session
 from cdi_pipeline.lib.matching.evaluation import score_clusters
 
@@ -59,7 +59,7 @@ def _xref(warehouse: Path) -> pl.DataFrame:
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
     try:
         return con.sql("SELECT source, source_record_id, customer_id "
-                       "FROM golden.customer_xref").pl()
+                       "FROM matching.customer_xref").pl()
     finally:
         con.close()
 
@@ -133,12 +133,12 @@ def test_spark_xref_maps_every_record_once(runs) -> None:
             """
             SELECT
               (SELECT count(*) FROM cleaned.customer_records),
-              (SELECT count(*) FROM golden.customer_xref),
-              (SELECT count(*) FROM (SELECT source, source_record_id FROM golden.customer_xref
+              (SELECT count(*) FROM matching.customer_xref),
+              (SELECT count(*) FROM (SELECT source, source_record_id FROM matching.customer_xref
                                      GROUP BY ALL HAVING count(*) > 1)),
               (SELECT count(*) FROM cleaned.customer_records c
-                 ANTI JOIN golden.customer_xref x USING (source, source_record_id)),
-              (SELECT count(*) FROM golden.customer_xref WHERE customer_id IS NULL)
+                 ANTI JOIN matching.customer_xref x USING (source, source_record_id)),
+              (SELECT count(*) FROM matching.customer_xref WHERE customer_id IS NULL)
             """
         ).fetchall()[0]
     finally:

@@ -304,7 +304,7 @@ def test_match_records_finds_every_person_and_continues_the_ids(trained, records
     assert second.outcome.xref.select("source", "source_record_id", "customer_id").equals(
         first.outcome.xref.select("source", "source_record_id", "customer_id"))
     assert second.id_events.is_empty()
-    history = second.writes["golden.id_history"].frame
+    history = second.writes["matching.id_history"].frame
     assert history.height == PERSONS and set(history.get_column("run_id")) == {"run-1"}
     with warehouse.connect() as con:
         previous = read_previous_ids(con)

@@ -83,16 +83,16 @@ def test_conservation_and_quarantine_reasons(refreshed) -> None:
                 params=[source.name],
             ).fetchall()[0][0]
             held = con.sql(
-                "SELECT count(*) FROM quality.quarantine WHERE source = ? AND scope = 'record'",
+                "SELECT count(*) FROM cleaned.quarantine WHERE source = ? AND scope = 'record'",
                 params=[source.name],
             ).fetchall()[0][0]
             assert raw == cleaned + held, source.name
             assert cleaned > 0
-        rules = {r for (r,) in con.sql("SELECT DISTINCT rule FROM quality.quarantine").fetchall()}
+        rules = {r for (r,) in con.sql("SELECT DISTINCT rule FROM cleaned.quarantine").fetchall()}
         assert rules >= INJECTED_RULES, INJECTED_RULES - rules
         # every quarantined value says what was wrong and what it was
         blanks = con.sql(
-            "SELECT count(*) FROM quality.quarantine WHERE message IS NULL OR "
+            "SELECT count(*) FROM cleaned.quarantine WHERE message IS NULL OR "
             "(offending_value IS NULL AND rule <> 'record_id_missing')"
         ).fetchall()[0][0]
         assert blanks == 0
@@ -131,7 +131,7 @@ def test_behavioural_events_are_conserved(refreshed) -> None:
             raw, events, held = con.sql(
                 f"SELECT (SELECT count(*) FROM raw.{source.name}), "
                 "(SELECT count(*) FROM cleaned.activities WHERE source = $s), "
-                "(SELECT count(*) FROM quality.quarantine WHERE source = $s AND scope = 'event')",
+                "(SELECT count(*) FROM cleaned.quarantine WHERE source = $s AND scope = 'event')",
                 params={"s": source.name},
             ).fetchall()[0]
             assert raw == events + held and events > 0, source.name
@@ -149,7 +149,7 @@ def test_golden_segments_and_exports_agree(refreshed) -> None:
     con = duckdb.connect(str(db), read_only=True)
     try:
         counts = con.sql(
-            "SELECT (SELECT count(DISTINCT customer_id) FROM golden.customer_xref), "
+            "SELECT (SELECT count(DISTINCT customer_id) FROM matching.customer_xref), "
             "(SELECT count(*) FROM golden.customers), "
             "(SELECT count(*) FROM golden.customer_360), "
             "(SELECT count(*) FROM segments.customer_segments), "
@@ -161,7 +161,7 @@ def test_golden_segments_and_exports_agree(refreshed) -> None:
             "SELECT sum(order_count) FROM golden.customer_features"
         ).fetchall()[0][0]
         orders = con.sql(
-            "SELECT count(*) FROM cleaned.activities a JOIN golden.customer_xref x "
+            "SELECT count(*) FROM cleaned.activities a JOIN matching.customer_xref x "
             "ON x.source = a.customer_source AND x.source_record_id = a.customer_record_id "
             "WHERE a.kind = 'order'"
         ).fetchall()[0][0]

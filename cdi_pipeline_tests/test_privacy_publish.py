@@ -149,7 +149,7 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
     person = query(warehouse / "cdi.duckdb", """
         WITH unique_names AS (
             SELECT r.last_name_key FROM cleaned.customer_records r
-            JOIN golden.customer_xref x USING (source, source_record_id)
+            JOIN matching.customer_xref x USING (source, source_record_id)
             WHERE r.last_name_key IS NOT NULL AND length(r.last_name_key) >= 6
             GROUP BY 1 HAVING count(DISTINCT x.customer_id) = 1)
         SELECT c.customer_id, c.email, c.phone, c.last_name FROM golden.customers c
@@ -169,7 +169,7 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
                            "SELECT item, rows_removed FROM governance.erasure_receipts"))
     assert receipts["golden.customers"] == 1 and receipts["cleaned.customer_records"] >= 2
     assert not query(warehouse / "cdi.duckdb",
-                      "SELECT 1 FROM golden.customer_id_map WHERE customer_id = ?",
+                      "SELECT 1 FROM matching.customer_id_map WHERE customer_id = ?",
                       [customer_id])
     # The same source files again: suppression keeps the person out, and the request is
     # not carried out twice.
@@ -212,14 +212,14 @@ def test_quarterly_schedule_is_pinned_and_keeps_snapshots(site: Path, tmp_path: 
     selected = {k.to_user_string() for k in
                 defs.resolve_job_def(QUARTERLY_REFRESH).asset_layer.selected_asset_keys}
     assert {"enrichment/customer_enrichment", "golden/customer_features",
-            "segments/customer_segments", "golden/customer_snapshots",
+            "segments/customer_segments", "enrichment/customer_snapshots",
             "published/analytics"} <= selected
     assert not any(k.startswith(("raw/", "cleaned/", "matching/")) for k in selected)
 
     root = _copy(site, tmp_path)
     _refresh(root, QUARTERLY_REFRESH, request.run_config)
     db = root / "warehouse" / "cdi.duckdb"
-    quarters = query(db, "SELECT quarter, count(*) FROM golden.customer_snapshots "
+    quarters = query(db, "SELECT quarter, count(*) FROM enrichment.customer_snapshots "
                       "GROUP BY quarter ORDER BY quarter")
     assert [q for q, _ in quarters][-1] == "2027Q2" and len(quarters) == 2
     assert quarters[0][1] == quarters[1][1]

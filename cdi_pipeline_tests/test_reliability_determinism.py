@@ -55,7 +55,7 @@ ROW_POSITION: dict[TableKey, frozenset[str]] = {
         {"source_row_number", "file_hash", "source_file"}
     ),
     (WAREHOUSE_FILE, "cleaned", "activities"): frozenset({"source_row_number", "source_file"}),
-    (WAREHOUSE_FILE, "quality", "quarantine"): frozenset({"source_row_number", "source_file"}),
+    (WAREHOUSE_FILE, "cleaned", "quarantine"): frozenset({"source_row_number", "source_file"}),
 }
 
 # Columns derived from the load day (a record's `observed_at` falls back to the day its file
@@ -63,7 +63,7 @@ ROW_POSITION: dict[TableKey, frozenset[str]] = {
 LOAD_DAY: dict[TableKey, frozenset[str]] = {
     (WAREHOUSE_FILE, "golden", "customers"): frozenset({"first_seen_at", "last_seen_at"}),
     (WAREHOUSE_FILE, "golden", "customer_360"): frozenset({"first_seen_at", "last_seen_at"}),
-    (WAREHOUSE_FILE, "golden", "customer_snapshots"): frozenset(
+    (WAREHOUSE_FILE, "enrichment", "customer_snapshots"): frozenset(
         {"first_seen_at", "last_seen_at"}
     ),
     (WAREHOUSE_FILE, "golden", "field_lineage"): frozenset({"observed_at"}),
@@ -72,11 +72,11 @@ LOAD_DAY: dict[TableKey, frozenset[str]] = {
 
 # Tables that keep rows across runs: an unchanged rerun must not add any.
 ACCUMULATING = (
-    ("golden", "id_history"),
-    ("golden", "customer_id_map"),
-    ("golden", "customer_xref_snapshots"),
-    ("golden", "customer_snapshots"),
-    ("segments", "customer_segment_snapshots"),
+    ("matching", "id_history"),
+    ("matching", "customer_id_map"),
+    ("enrichment", "customer_xref_snapshots"),
+    ("enrichment", "customer_snapshots"),
+    ("enrichment", "customer_segment_snapshots"),
     ("governance", "erasure_receipts"),
     ("governance", "suppression_list"),
 )
@@ -234,11 +234,11 @@ def test_rerun_on_unchanged_input_changes_nothing(generated: Path, first_run) ->
     con = duckdb.connect(str(second.files[WAREHOUSE_FILE]), read_only=True)
     try:
         ids, current, history = con.sql(
-            "SELECT (SELECT count(DISTINCT customer_id) FROM golden.customer_xref), "
-            "(SELECT count(*) FROM golden.customer_id_map), "
-            "(SELECT count(*) FROM golden.id_history)"
+            "SELECT (SELECT count(DISTINCT customer_id) FROM matching.customer_xref), "
+            "(SELECT count(*) FROM matching.customer_id_map), "
+            "(SELECT count(*) FROM matching.id_history)"
         ).fetchall()[0]
-        events = con.sql("SELECT DISTINCT event FROM golden.id_history").fetchall()
+        events = con.sql("SELECT DISTINCT event FROM matching.id_history").fetchall()
     finally:
         con.close()
     # The accumulating tables are compared above; here the reason, spelled out: the first

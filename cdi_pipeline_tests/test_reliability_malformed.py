@@ -504,9 +504,9 @@ def test_dagster_run_on_messy_sources_quarantines_and_conserves(
             "source, count(*) AS raw FROM raw.crm UNION ALL SELECT 'erp', count(*) FROM raw.erp "
             "UNION ALL SELECT 'shop', count(*) FROM raw.shop) r "
             "LEFT JOIN (SELECT source, count(*) AS n FROM cleaned.customer_records GROUP BY 1) "
-            "c USING (source) LEFT JOIN (SELECT source, count(*) AS n FROM quality.quarantine "
+            "c USING (source) LEFT JOIN (SELECT source, count(*) AS n FROM cleaned.quarantine "
             "WHERE scope = 'record' GROUP BY 1) q USING (source) ORDER BY 1").fetchall()
-        rules = con.sql("SELECT source, source_record_id, rule FROM quality.quarantine "
+        rules = con.sql("SELECT source, source_record_id, rule FROM cleaned.quarantine "
                         "ORDER BY ALL").fetchall()
         erp_ids = con.sql("SELECT source_record_id FROM cleaned.customer_records "
                           "WHERE source = 'erp'").fetchall()

@@ -149,7 +149,7 @@ def scenario(tmp_path_factory) -> Scenario:
 
     s0, s1 = state_of(before), state_of(after)
     # The states must differ where it matters, or the checks below prove nothing.
-    for table in ("raw.crm_contacts", "cleaned.customer_records", "golden.customer_xref",
+    for table in ("raw.crm_contacts", "cleaned.customer_records", "matching.customer_xref",
                   "golden.customers", "segments.customer_segments", "golden.customer_360"):
         assert s0.tables[table] != s1.tables[table], f"{table} is the same before and after"
     assert s0.analytics != s1.analytics
@@ -251,7 +251,7 @@ def test_killed_incremental_runs_leave_previous_or_new_tables(scenario: Scenario
     assert not any(p.exists() for p in waiting)
     move = Transition(registry, scenario.update.start, uninterrupted, scenario.update.old,
                       state_of(reference))
-    assert move.new.tables["golden.customer_xref"] != move.old.tables["golden.customer_xref"]
+    assert move.new.tables["matching.customer_xref"] != move.old.tables["matching.customer_xref"]
 
     ws = workspace(root / "chain", registry)
     move.start.copy_warehouse_to(ws)

@@ -40,16 +40,16 @@ RUN_METADATA: dict[TableKey, frozenset[str]] = {
         {"loaded_at", "load_run_id", "cleaned_run_id"}
     ),
     (WAREHOUSE_FILE, "cleaned", "activities"): frozenset({"load_run_id", "cleaned_run_id"}),
-    (WAREHOUSE_FILE, "quality", "quarantine"): frozenset({"run_id"}),
-    (WAREHOUSE_FILE, "golden", "customer_xref"): frozenset({"run_id", "assigned_at"}),
-    (WAREHOUSE_FILE, "golden", "id_history"): frozenset({"run_id", "occurred_at"}),
-    (WAREHOUSE_FILE, "golden", "customer_xref_snapshots"): frozenset(
+    (WAREHOUSE_FILE, "cleaned", "quarantine"): frozenset({"run_id"}),
+    (WAREHOUSE_FILE, "matching", "customer_xref"): frozenset({"run_id", "assigned_at"}),
+    (WAREHOUSE_FILE, "matching", "id_history"): frozenset({"run_id", "occurred_at"}),
+    (WAREHOUSE_FILE, "enrichment", "customer_xref_snapshots"): frozenset(
         {"snapshot_run_id", "snapshot_at", "run_id", "assigned_at"}
     ),
-    (WAREHOUSE_FILE, "golden", "customer_snapshots"): frozenset(
+    (WAREHOUSE_FILE, "enrichment", "customer_snapshots"): frozenset(
         {"snapshot_run_id", "snapshot_at"}
     ),
-    (WAREHOUSE_FILE, "segments", "customer_segment_snapshots"): frozenset(
+    (WAREHOUSE_FILE, "enrichment", "customer_segment_snapshots"): frozenset(
         {"snapshot_run_id", "snapshot_at"}
     ),
     # The folder is named after the run (exports/activation-<run id>).

@@ -213,8 +213,8 @@ def activities_schema() -> pa.DataFrameSchema:
 
 
 def quarantine_schema() -> pa.DataFrameSchema:
-    """Contract of quality.quarantine."""
-    return _schema(QUARANTINE_COLUMNS, strict=True, name="quality.quarantine")
+    """Contract of cleaned.quarantine."""
+    return _schema(QUARANTINE_COLUMNS, strict=True, name="cleaned.quarantine")
 
 
 def raw_schema(source: Source) -> pa.DataFrameSchema:

@@ -357,6 +357,41 @@ def stage_table(
     return staging.name
 
 
+# Tables an earlier version kept in another layer's schema, now in the schema of the layer
+# whose step writes them: (old schema, new schema, table).
+MOVED_TABLES = (
+    ("golden", "matching", "customer_xref"),
+    ("golden", "matching", "id_history"),
+    ("golden", "matching", "customer_id_map"),
+    ("golden", "enrichment", "customer_xref_snapshots"),
+    ("golden", "enrichment", "customer_snapshots"),
+    ("segments", "enrichment", "customer_segment_snapshots"),
+    ("quality", "cleaned", "quarantine"),
+)
+
+
+def move_tables(con: duckdb.DuckDBPyConnection,
+                moved: tuple[tuple[str, str, str], ...] = MOVED_TABLES) -> list[str]:
+    """Move the tables `moved` names from their old schema to their new one, all in one
+    transaction, where the old exists and the new does not: a warehouse built by an earlier
+    version keeps its customer ids, id history and snapshots. Returns the tables moved."""
+    present = {(s, t) for s, t in con.sql(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database()").fetchall()}
+    todo = [(old, new, t) for old, new, t in moved
+            if (old, t) in present and (new, t) not in present]
+    if not todo:
+        return []
+    with transaction(con):
+        for old, new, table in todo:
+            source = f"{quote_identifier(old)}.{quote_identifier(table)}"
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(new)}")
+            con.execute(f"CREATE TABLE {quote_identifier(new)}.{quote_identifier(table)} AS "
+                        f"SELECT * FROM {source}")
+            con.execute(f"DROP TABLE {source}")
+    return [f"{old}.{table} -> {new}.{table}" for old, new, table in todo]
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     """Whether schema.name is a table of the connected database."""
     return bool(

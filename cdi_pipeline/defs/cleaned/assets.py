@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from cdi_pipeline.defs.keys import ACTIVITIES, CUSTOMER_RECORDS, QUARANTINE
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.cleaned.batch import (
@@ -27,10 +28,6 @@ from cdi_pipeline.lib.storage import (
     replace_tables,
     stage_table,
 )
-
-CUSTOMER_RECORDS = dg.AssetKey(["cleaned", "customer_records"])
-QUARANTINE = dg.AssetKey(["quality", "quarantine"])
-ACTIVITIES = dg.AssetKey(["cleaned", "activities"])
 
 
 class CleaningConfig(dg.Config):
@@ -102,12 +99,12 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
             ),
             dg.AssetSpec(
                 QUARANTINE,
-                group_name="quality",
+                group_name="cleaned",
                 deps=raw_keys,
                 kinds={"duckdb", "polars"},
                 description="Values nulled and records or events held back by the cleaning "
                 "rules, with the rule, a message and the value as delivered.",
-                tags={"layer": "quality"},
+                tags={"layer": "cleaned"},
             ),
         ],
         pool=WAREHOUSE_POOL,

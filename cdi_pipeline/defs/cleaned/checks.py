@@ -4,7 +4,7 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
-from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS, QUARANTINE
+from cdi_pipeline.defs.keys import CUSTOMER_RECORDS, QUARANTINE
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.cleaned.records import conservation
 from cdi_pipeline.lib.contracts import customer_records_schema, failure_summary
@@ -18,7 +18,7 @@ CONTRACT = "contract"
 
 
 def _examples(quarantine: pl.DataFrame, where: pl.Expr, n: int = 5) -> str:
-    # By shape only: the event log is kept beyond any erasure (quality.quarantine has the
+    # By shape only: the event log is kept beyond any erasure (cleaned.quarantine has the
     # values, and erasure purges them there).
     sample = quarantine.filter(where).head(n)
     if not sample.height:
@@ -48,7 +48,7 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
                 for s in identity
             }
             records = con.sql("SELECT source FROM cleaned.customer_records").pl()
-            quarantine = con.sql("SELECT source, scope FROM quality.quarantine").pl()
+            quarantine = con.sql("SELECT source, scope FROM cleaned.quarantine").pl()
         balance = conservation(raw_counts, records, quarantine)
         broken = balance.filter(~pl.col("holds"))
         return dg.AssetCheckResult(
@@ -76,7 +76,7 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
     def rejected_share_check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             records = con.sql("SELECT source FROM cleaned.customer_records").pl()
-            quarantine = read_table(con, "quality", "quarantine")
+            quarantine = read_table(con, "cleaned", "quarantine")
         held = quarantine.filter(pl.col("scope") == "record")
         limits = pl.DataFrame(
             {

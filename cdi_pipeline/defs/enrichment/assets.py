@@ -4,8 +4,16 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from cdi_pipeline.defs.golden.assets import CUSTOMER_ENRICHMENT, CUSTOMER_SEGMENTS, CUSTOMERS
-from cdi_pipeline.defs.matching.assets import XREF, models_dir
+from cdi_pipeline.defs.keys import (
+    CUSTOMER_ENRICHMENT,
+    CUSTOMER_SEGMENTS,
+    CUSTOMER_SNAPSHOTS,
+    CUSTOMERS,
+    SEGMENT_SNAPSHOTS,
+    XREF,
+    XREF_SNAPSHOTS,
+)
+from cdi_pipeline.defs.matching.assets import models_dir
 from cdi_pipeline.defs.shared.config import ReferenceDateConfig, run_date
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import (
@@ -30,10 +38,6 @@ from cdi_pipeline.lib.storage import (
     replace_partitions,
     replace_tables,
 )
-
-XREF_SNAPSHOTS = dg.AssetKey(["golden", "customer_xref_snapshots"])
-CUSTOMER_SNAPSHOTS = dg.AssetKey(["golden", "customer_snapshots"])
-SEGMENT_SNAPSHOTS = dg.AssetKey(["segments", "customer_segment_snapshots"])
 
 
 def build_enrichment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
@@ -84,20 +88,20 @@ def build_enrichment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                XREF_SNAPSHOTS, group_name="golden", deps=[XREF], kinds={"duckdb"},
-                tags={"layer": "golden"},
+                XREF_SNAPSHOTS, group_name="enrichment", deps=[XREF], kinds={"duckdb"},
+                tags={"layer": "enrichment"},
                 description="The identity map as it was at each quarter, tagged with quarter "
                 "and model version.",
             ),
             dg.AssetSpec(
-                CUSTOMER_SNAPSHOTS, group_name="golden", deps=[CUSTOMERS], kinds={"duckdb"},
-                tags={"layer": "golden"},
+                CUSTOMER_SNAPSHOTS, group_name="enrichment", deps=[CUSTOMERS], kinds={"duckdb"},
+                tags={"layer": "enrichment"},
                 description="Golden records as they were at each quarter (compare quarters, "
                 "detect moves).",
             ),
             dg.AssetSpec(
-                SEGMENT_SNAPSHOTS, group_name="segments", deps=[CUSTOMER_SEGMENTS],
-                kinds={"duckdb"}, tags={"layer": "segments"},
+                SEGMENT_SNAPSHOTS, group_name="enrichment", deps=[CUSTOMER_SEGMENTS],
+                kinds={"duckdb"}, tags={"layer": "enrichment"},
                 description="Segments as they were at each quarter, to reproduce a past "
                 "campaign selection.",
             ),

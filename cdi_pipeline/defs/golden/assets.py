@@ -4,8 +4,17 @@ import time
 
 import dagster as dg
 
-from cdi_pipeline.defs.cleaned.assets import ACTIVITIES, CUSTOMER_RECORDS
-from cdi_pipeline.defs.matching.assets import XREF
+from cdi_pipeline.defs.keys import (
+    ACTIVITIES,
+    CUSTOMER_360,
+    CUSTOMER_ENRICHMENT,
+    CUSTOMER_FEATURES,
+    CUSTOMER_RECORDS,
+    CUSTOMER_SEGMENTS,
+    CUSTOMERS,
+    FIELD_LINEAGE,
+    XREF,
+)
 from cdi_pipeline.defs.shared.config import ReferenceDateConfig, run_date
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
@@ -14,13 +23,6 @@ from cdi_pipeline.lib.golden.features import FEATURE_COLUMNS, build_features
 from cdi_pipeline.lib.golden.passes import survivorship_rules, write_golden
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
-
-CUSTOMERS = dg.AssetKey(["golden", "customers"])
-FIELD_LINEAGE = dg.AssetKey(["golden", "field_lineage"])
-CUSTOMER_FEATURES = dg.AssetKey(["golden", "customer_features"])
-CUSTOMER_360 = dg.AssetKey(["golden", "customer_360"])
-CUSTOMER_SEGMENTS = dg.AssetKey(["segments", "customer_segments"])
-CUSTOMER_ENRICHMENT = dg.AssetKey(["enrichment", "customer_enrichment"])
 
 
 def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
@@ -105,7 +107,7 @@ def build_golden_assets(registry: Registry) -> list[dg.AssetsDefinition]:
             customers = con.sql("SELECT customer_id FROM golden.customers").pl()
             events = read_table(con, "cleaned", "activities")
             xref = con.sql(
-                "SELECT source, source_record_id, customer_id FROM golden.customer_xref"
+                "SELECT source, source_record_id, customer_id FROM matching.customer_xref"
             ).pl()
         result = build_features(customers, events, xref, as_of)
         context.log.info(

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from cdi_pipeline.defs.golden.assets import CUSTOMER_360, CUSTOMERS, FIELD_LINEAGE
+from cdi_pipeline.defs.keys import CUSTOMER_360, CUSTOMERS, FIELD_LINEAGE
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.golden.survivorship import lineage_problems
 from cdi_pipeline.lib.storage import frame_to_markdown
@@ -18,13 +18,13 @@ def _customer_count_check(asset: dg.AssetKey, table: str) -> dg.AssetChecksDefin
         name=ONE_ROW_PER_CUSTOMER,
         blocking=True,
         description=f"golden.{table} holds exactly one row per distinct customer_id of "
-        "golden.customer_xref.",
+        "matching.customer_xref.",
     )
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             expected, rows, distinct, missing, extra = con.sql(
                 f"""
-                WITH x AS (SELECT DISTINCT customer_id FROM golden.customer_xref),
+                WITH x AS (SELECT DISTINCT customer_id FROM matching.customer_xref),
                      t AS (SELECT customer_id FROM golden.{table})
                 SELECT (SELECT count(*) FROM x), (SELECT count(*) FROM t),
                        (SELECT count(DISTINCT customer_id) FROM t),

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from cdi_pipeline.defs.keys import ERASURE_RECEIPTS, SUPPRESSION_LIST
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.governance.erasure import read_requests, remove_derived_files, requests_file
 from cdi_pipeline.lib.governance.erasure_run import (
@@ -14,9 +15,6 @@ from cdi_pipeline.lib.governance.erasure_run import (
 from cdi_pipeline.lib.privacy import key_fingerprint, pseudonym_key
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import frame_to_markdown
-
-SUPPRESSION_LIST = dg.AssetKey(["governance", "suppression_list"])
-ERASURE_RECEIPTS = dg.AssetKey(["governance", "erasure_receipts"])
 
 
 def build_governance_assets(registry: Registry) -> list[dg.AssetsDefinition]:

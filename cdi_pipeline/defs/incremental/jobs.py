@@ -9,25 +9,24 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from cdi_pipeline.defs.cleaned.assets import ACTIVITIES, CUSTOMER_RECORDS, QUARANTINE
-from cdi_pipeline.defs.golden.assets import (
+from cdi_pipeline.defs.keys import (
+    ACTIVITIES,
+    CLUSTERS,
     CUSTOMER_360,
     CUSTOMER_ENRICHMENT,
     CUSTOMER_FEATURES,
+    CUSTOMER_RECORDS,
     CUSTOMER_SEGMENTS,
     CUSTOMERS,
     FIELD_LINEAGE,
-)
-from cdi_pipeline.defs.matching.assets import (
-    CLUSTERS,
     ID_HISTORY,
     ID_MAP,
     PAIRS,
+    QUARANTINE,
     REVIEW_QUEUE,
     XREF,
-    backend_config,
-    models_dir,
 )
+from cdi_pipeline.defs.matching.assets import backend_config, models_dir
 from cdi_pipeline.defs.shared.config import run_date
 from cdi_pipeline.defs.shared.metadata import stored_table_metadata
 from cdi_pipeline.defs.shared.resources import (
@@ -166,7 +165,7 @@ def _cleaned_writes(cleaned: CleanedBatch) -> list[RowWrite]:
     return [
         RowWrite("cleaned", "customer_records", cleaned.records, tuple(KEYS)),
         RowWrite("cleaned", "activities", cleaned.events, ("source", "event_id")),
-        RowWrite("quality", "quarantine", cleaned.quarantine, ("source", "source_file")),
+        RowWrite("cleaned", "quarantine", cleaned.quarantine, ("source", "source_file")),
     ]
 
 

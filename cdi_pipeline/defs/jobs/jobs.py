@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cdi_pipeline.defs.enrichment.assets import (
+from cdi_pipeline.defs.keys import (
+    ACTIVATION_EXPORTS,
+    ANALYTICS,
+    CUSTOMER_ENRICHMENT,
+    CUSTOMER_FEATURES,
     CUSTOMER_SNAPSHOTS,
     SEGMENT_SNAPSHOTS,
     XREF_SNAPSHOTS,
 )
-from cdi_pipeline.defs.golden.assets import CUSTOMER_ENRICHMENT, CUSTOMER_FEATURES
-from cdi_pipeline.defs.published.assets import ANALYTICS
-from cdi_pipeline.defs.segments.assets import ACTIVATION_EXPORTS
 
 FULL_REFRESH = "full_refresh"
 QUARTERLY_REFRESH = "quarterly_refresh"

@@ -4,7 +4,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS
+from cdi_pipeline.defs.keys import (
+    CLUSTERS,
+    CUSTOMER_RECORDS,
+    ID_HISTORY,
+    ID_MAP,
+    MODEL,
+    PAIRS,
+    REVIEW_QUEUE,
+    XREF,
+)
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.matching.backends import BackendConfig
@@ -23,28 +32,14 @@ from cdi_pipeline.lib.matching.tables import (
 from cdi_pipeline.lib.registry import MatchingConfig, Registry
 from cdi_pipeline.lib.storage import frame_to_markdown, replace_tables
 
-
-def _key(table: MatchTable) -> dg.AssetKey:
-    """A matching table's asset key: where it lives, `[schema, name]`."""
-    return dg.AssetKey([table.schema, table.name])
-
-
-MODEL = dg.AssetKey(["matching", "model"])
-PAIRS = _key(PAIRS_TABLE)
-REVIEW_QUEUE = _key(REVIEW_QUEUE_TABLE)
-CLUSTERS = _key(CLUSTERS_TABLE)
-XREF = _key(XREF_TABLE)
-ID_HISTORY = _key(ID_HISTORY_TABLE)
-ID_MAP = _key(ID_MAP_TABLE)
-
-# The tables of one matching pass and their kinds, in the order they are written.
+# The tables of one matching pass, their asset keys and kinds, in the order they are written.
 MATCH_OUTPUTS = (
-    (PAIRS_TABLE, ("splink", "duckdb")),
-    (REVIEW_QUEUE_TABLE, ("duckdb",)),
-    (CLUSTERS_TABLE, ("duckdb",)),
-    (XREF_TABLE, ("duckdb",)),
-    (ID_HISTORY_TABLE, ("duckdb",)),
-    (ID_MAP_TABLE, ("duckdb",)),
+    (PAIRS, PAIRS_TABLE, ("splink", "duckdb")),
+    (REVIEW_QUEUE, REVIEW_QUEUE_TABLE, ("duckdb",)),
+    (CLUSTERS, CLUSTERS_TABLE, ("duckdb",)),
+    (XREF, XREF_TABLE, ("duckdb",)),
+    (ID_HISTORY, ID_HISTORY_TABLE, ("duckdb",)),
+    (ID_MAP, ID_MAP_TABLE, ("duckdb",)),
 )
 
 
@@ -118,11 +113,11 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                _key(table), group_name=table.schema, deps=[CUSTOMER_RECORDS, MODEL],
-                kinds=set(kinds), tags={"layer": table.schema},
+                key, group_name="matching", deps=[CUSTOMER_RECORDS, MODEL],
+                kinds=set(kinds), tags={"layer": "matching"},
                 description=table.description,
             )
-            for table, kinds in MATCH_OUTPUTS
+            for key, table, kinds in MATCH_OUTPUTS
         ],
         pool=WAREHOUSE_POOL,
         name="match_customers",
@@ -137,8 +132,8 @@ def build_matching_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         )
         with warehouse.connect() as con:
             replace_tables(con, list(run.writes.values()))
-        for table, _ in MATCH_OUTPUTS:
-            yield dg.MaterializeResult(asset_key=_key(table),
+        for key, table, _ in MATCH_OUTPUTS:
+            yield dg.MaterializeResult(asset_key=key,
                                        metadata=_match_metadata(run, table, cfg))
 
     return [match_model, match_customers]

@@ -3,7 +3,8 @@
 import dagster as dg
 import polars as pl
 
-from cdi_pipeline.defs.matching.assets import CLUSTERS, MODEL, XREF, models_dir
+from cdi_pipeline.defs.keys import CLUSTERS, MODEL, XREF
+from cdi_pipeline.defs.matching.assets import models_dir
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.matching.evaluation import pair_errors, read_truth, score_clusters
 from cdi_pipeline.lib.matching.model_store import load_current_model
@@ -111,7 +112,7 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
     def overrides_honoured(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             xref = con.sql("SELECT source || '|' || source_record_id AS unique_id, customer_id "
-                           "FROM golden.customer_xref").pl()
+                           "FROM matching.customer_xref").pl()
         overrides = read_overrides(registry.overrides_file(), xref.get_column("unique_id"))
         judged = (
             overrides.join(xref, left_on="unique_id_l", right_on="unique_id")
@@ -145,12 +146,12 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
                 """
                 SELECT
                   (SELECT count(*) FROM cleaned.customer_records) AS records,
-                  (SELECT count(*) FROM golden.customer_xref) AS mapped,
+                  (SELECT count(*) FROM matching.customer_xref) AS mapped,
                   (SELECT count(*) FROM (SELECT source, source_record_id FROM
-                      golden.customer_xref GROUP BY ALL HAVING count(*) > 1)) AS duplicated,
+                      matching.customer_xref GROUP BY ALL HAVING count(*) > 1)) AS duplicated,
                   (SELECT count(*) FROM cleaned.customer_records c ANTI JOIN
-                      golden.customer_xref x USING (source, source_record_id)) AS unmapped,
-                  (SELECT count(*) FROM golden.customer_xref WHERE customer_id IS NULL)
+                      matching.customer_xref x USING (source, source_record_id)) AS unmapped,
+                  (SELECT count(*) FROM matching.customer_xref WHERE customer_id IS NULL)
                       AS without_id
                 """
             ).fetchall()[0]
@@ -181,7 +182,7 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         def accuracy(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             with warehouse.connect() as con:
                 xref = con.sql(
-                    "SELECT source, source_record_id, customer_id FROM golden.customer_xref"
+                    "SELECT source, source_record_id, customer_id FROM matching.customer_xref"
                 ).pl()
             truth = read_truth(truth_file)
             scores = score_clusters(xref, truth)

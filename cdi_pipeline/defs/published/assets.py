@@ -3,10 +3,15 @@
 import dagster as dg
 import duckdb
 
-from cdi_pipeline.defs.enrichment.assets import CUSTOMER_SNAPSHOTS, SEGMENT_SNAPSHOTS
-from cdi_pipeline.defs.golden.assets import CUSTOMER_360, CUSTOMER_SEGMENTS
-from cdi_pipeline.defs.matching.assets import ID_MAP
-from cdi_pipeline.defs.segments.assets import SEGMENT_SUMMARY
+from cdi_pipeline.defs.keys import (
+    ANALYTICS,
+    CUSTOMER_360,
+    CUSTOMER_SEGMENTS,
+    CUSTOMER_SNAPSHOTS,
+    ID_MAP,
+    SEGMENT_SNAPSHOTS,
+    SEGMENT_SUMMARY,
+)
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN, pseudonym_key
 from cdi_pipeline.lib.published.analytics import (
@@ -16,7 +21,6 @@ from cdi_pipeline.lib.published.analytics import (
 )
 from cdi_pipeline.lib.storage import quote_identifier
 
-ANALYTICS = dg.AssetKey(["published", "analytics"])
 NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
 
 

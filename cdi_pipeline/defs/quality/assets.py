@@ -2,13 +2,12 @@
 
 import dagster as dg
 
-from cdi_pipeline.defs.cleaned.assets import CUSTOMER_RECORDS, QUARANTINE
+from cdi_pipeline.defs.keys import CUSTOMER_RECORDS, FIELD_PROFILE, QUARANTINE
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.quality.profile import PROFILE_DESCRIPTIONS, field_profile, profile_markdown
 from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, replace_tables
 
-FIELD_PROFILE = dg.AssetKey(["quality", "field_profile"])
 INVALID_VALUE_SHARE = "invalid_value_share"
 
 # A field losing this share of its delivered values is worth a look, not a stop.

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from cdi_pipeline.defs.governance.assets import SUPPRESSION_LIST
+from cdi_pipeline.defs.keys import SUPPRESSION_LIST
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.governance.erasure import read_suppression_list

@@ -5,11 +5,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from cdi_pipeline.defs.golden.assets import (
+from cdi_pipeline.defs.keys import (
+    ACTIVATION_EXPORTS,
     CUSTOMER_360,
     CUSTOMER_FEATURES,
     CUSTOMER_SEGMENTS,
     CUSTOMERS,
+    SEGMENT_SUMMARY,
 )
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
@@ -22,9 +24,6 @@ from cdi_pipeline.lib.segments.segments import (
     segment_customers,
 )
 from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
-
-SEGMENT_SUMMARY = dg.AssetKey(["segments", "segment_summary"])
-ACTIVATION_EXPORTS = dg.AssetKey(["segments", "activation_exports"])
 
 EXPORT_MANIFEST_COLUMNS = {
     "segment": "Segment the files hold.",

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from cdi_pipeline.defs.golden.assets import CUSTOMER_SEGMENTS
-from cdi_pipeline.defs.segments.assets import ACTIVATION_EXPORTS, exports_dir
+from cdi_pipeline.defs.keys import ACTIVATION_EXPORTS, CUSTOMER_SEGMENTS
+from cdi_pipeline.defs.segments.assets import exports_dir
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.segments.exports import CURRENT_LINK, export_problems

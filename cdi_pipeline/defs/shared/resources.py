@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import duckdb
 from pydantic import Field
 
 from cdi_pipeline.lib.enrichment.reference import FileReferenceData, ReferenceData
-from cdi_pipeline.lib.storage import WAREHOUSE_FILE, writer_lock
+from cdi_pipeline.lib.storage import WAREHOUSE_FILE, move_tables, writer_lock
 
 # All assets that write the warehouse share this pool; the instance config limits it to 1 so
 # the Dagster UI queues them, and the file lock below covers runs outside that instance.
@@ -55,6 +56,10 @@ class WarehouseResource(dg.ConfigurableResource):
                 },
             )
             try:
+                moved = move_tables(con)
+                if moved:
+                    logging.getLogger(__name__).warning(
+                        "moved to the layer that writes them: %s", ", ".join(moved))
                 yield con
             finally:
                 con.close()

@@ -2,7 +2,7 @@
 
 An event points at the identity record it belongs to: a row of another source (an order's
 account id) or the row itself (a support ticket carries the caller's details). Features join
-events to customers through `golden.customer_xref` on that reference.
+events to customers through `matching.customer_xref` on that reference.
 
 Nothing is lost: an event without an id, a readable date or (for orders) a readable amount
 is held back whole in the quarantine with scope 'event'; an unreadable channel or consent

@@ -242,7 +242,7 @@ def assemble_batch(
         how="vertical_relaxed",
     ).sort("source", "scope", "source_row_number", "field", nulls_last=False)
     validate(activities_schema(), event_frames, "cleaned.activities")
-    validate(quarantine_schema(), quarantine, "quality.quarantine")
+    validate(quarantine_schema(), quarantine, "cleaned.quarantine")
     event_balance = event_conservation(
         {e.source: e.raw_rows for e in events}, event_frames, quarantine
     )
@@ -307,9 +307,9 @@ def events_write(batch: CleanedBatch) -> TableWrite:
 
 
 def quarantine_write(batch: CleanedBatch) -> TableWrite:
-    """quality.quarantine from a batch."""
+    """cleaned.quarantine from a batch."""
     return TableWrite(
-        "quality",
+        "cleaned",
         "quarantine",
         batch.quarantine,
         "Values nulled and records held back by cleaning rules, with reasons.",

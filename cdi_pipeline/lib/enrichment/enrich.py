@@ -131,17 +131,17 @@ def enrich_customers(
 
 
 def previous_addresses(con: duckdb.DuckDBPyConnection, quarter: str) -> pl.DataFrame | None:
-    """(customer_id, quarter, address_key) of the latest golden.customer_snapshots quarter
+    """(customer_id, quarter, address_key) of the latest enrichment.customer_snapshots quarter
     before `quarter`, the `previous` of `enrich_customers`; None without any snapshot table.
 
     A re-run within a quarter so compares against the previous quarter, not against its own
     earlier snapshot.
     """
-    if not table_exists(con, "golden", "customer_snapshots"):
+    if not table_exists(con, "enrichment", "customer_snapshots"):
         return None
     return con.sql(
-        "SELECT * FROM golden.customer_snapshots WHERE quarter = "
-        "(SELECT max(quarter) FROM golden.customer_snapshots WHERE quarter < $q)",
+        "SELECT * FROM enrichment.customer_snapshots WHERE quarter = "
+        "(SELECT max(quarter) FROM enrichment.customer_snapshots WHERE quarter < $q)",
         params={"q": quarter},
     ).pl().select("customer_id", "quarter", address_key().alias("address_key"))
 

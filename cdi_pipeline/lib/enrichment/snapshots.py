@@ -48,20 +48,20 @@ class SnapshotTags:
 
 
 def snapshot_writes(con: duckdb.DuckDBPyConnection, tags: SnapshotTags) -> list[PartitionWrite]:
-    """The quarter's partitions of golden.customer_xref_snapshots, golden.customer_snapshots
-    and segments.customer_segment_snapshots: the current golden.customer_xref,
+    """The quarter's partitions of enrichment.customer_xref_snapshots, enrichment.customer_snapshots
+    and enrichment.customer_segment_snapshots: the current matching.customer_xref,
     golden.customers and segments.customer_segments, tagged (write with
     `replace_partitions`)."""
     return [
-        PartitionWrite("golden", "customer_xref_snapshots",
-                       tags.tag(read_table(con, "golden", "customer_xref")), "quarter",
+        PartitionWrite("enrichment", "customer_xref_snapshots",
+                       tags.tag(read_table(con, "matching", "customer_xref")), "quarter",
                        "The identity map at each quarter.",
                        {**XREF_COLUMNS, **SNAPSHOT_COLUMNS}),
-        PartitionWrite("golden", "customer_snapshots",
+        PartitionWrite("enrichment", "customer_snapshots",
                        tags.tag(read_table(con, "golden", "customers")), "quarter",
                        "Golden records at each quarter.",
                        {**CUSTOMER_COLUMNS, **SNAPSHOT_COLUMNS}),
-        PartitionWrite("segments", "customer_segment_snapshots",
+        PartitionWrite("enrichment", "customer_segment_snapshots",
                        tags.tag(read_table(con, "segments", "customer_segments")),
                        "quarter", "Segments at each quarter.",
                        {**SEGMENT_COLUMNS, **SNAPSHOT_COLUMNS}),
@@ -69,8 +69,8 @@ def snapshot_writes(con: duckdb.DuckDBPyConnection, tags: SnapshotTags) -> list[
 
 
 def quarters_kept(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Per quarter in golden.customer_snapshots: customers and the model version."""
+    """Per quarter in enrichment.customer_snapshots: customers and the model version."""
     return con.sql(
         "SELECT quarter, count(*) AS customers, any_value(model_version) AS model_version "
-        "FROM golden.customer_snapshots GROUP BY quarter ORDER BY quarter"
+        "FROM enrichment.customer_snapshots GROUP BY quarter ORDER BY quarter"
     ).pl()

@@ -1,7 +1,7 @@
 """Behavioural features per customer from orders, tickets and sign-ups.
 
 Events reach a customer through the identity record they point at (`customer_source`,
-`customer_record_id`) and that record's row in `golden.customer_xref`. Every customer gets a
+`customer_record_id`) and that record's row in `matching.customer_xref`. Every customer gets a
 row: one without events has zero counts and empty dates, and a source set without any
 behavioural source gives such rows for everyone rather than an error.
 """

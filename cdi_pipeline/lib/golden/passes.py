@@ -39,13 +39,13 @@ SHOWN_RULE_FIELDS = ("first_name", "last_name", "email", "phone", "address")
 def customer_ranges(
     con: duckdb.DuckDBPyConnection, per_pass: int
 ) -> list[tuple[str | None, str | None]]:
-    """Contiguous [low, high) customer_id ranges of golden.customer_xref holding `per_pass`
+    """Contiguous [low, high) customer_id ranges of matching.customer_xref holding `per_pass`
     customers each (None: open end). No customers at all still gives one range, so an empty
     pass gives the tables their columns."""
     bounds = [r[0] for r in con.sql(
         "SELECT customer_id FROM (SELECT customer_id, row_number() OVER "
         "(ORDER BY customer_id) AS rn FROM (SELECT DISTINCT customer_id FROM "
-        "golden.customer_xref)) WHERE (rn - 1) % $n = 0 ORDER BY customer_id",
+        "matching.customer_xref)) WHERE (rn - 1) % $n = 0 ORDER BY customer_id",
         params={"n": per_pass}).fetchall()]
     if not bounds:
         return [(None, None)]
@@ -67,7 +67,7 @@ def read_golden_inputs(
 ) -> GoldenInputs:
     """The inputs of `build_golden` for the customers with low <= customer_id < high (None:
     open end), read from cleaned.customer_records, cleaned.activities and
-    golden.customer_xref."""
+    matching.customer_xref."""
     in_range = ("($low IS NULL OR x.customer_id >= $low) AND "
                 "($high IS NULL OR x.customer_id < $high)")
     span = {"low": low, "high": high}
@@ -75,12 +75,12 @@ def read_golden_inputs(
     # One read: the records with their customer; the map is derived from it.
     records = con.sql(
         f"SELECT {wanted}, x.customer_id, x.match_confidence FROM "
-        "cleaned.customer_records c JOIN golden.customer_xref x "
+        "cleaned.customer_records c JOIN matching.customer_xref x "
         f"USING (source, source_record_id) WHERE {in_range}", params=span).pl()
     xref = records.select("source", "source_record_id", "customer_id", "match_confidence")
     events = con.sql(
         "SELECT a.source, a.event_id, a.customer_source, a.customer_record_id, "
-        "a.occurred_at FROM cleaned.activities a JOIN golden.customer_xref x "
+        "a.occurred_at FROM cleaned.activities a JOIN matching.customer_xref x "
         "ON x.source = a.source AND x.source_record_id = a.event_id "
         f"WHERE a.customer_source = a.source AND {in_range}", params=span).pl()
     return GoldenInputs(records.drop("customer_id", "match_confidence"), xref, events)
@@ -147,7 +147,7 @@ def write_golden(
     log: Callable[[str], None] = lambda message: None,
 ) -> GoldenTables:
     """Build golden.customers and golden.field_lineage from cleaned.customer_records,
-    cleaned.activities and golden.customer_xref, `config.batch_customers` customers per pass
+    cleaned.activities and matching.customer_xref, `config.batch_customers` customers per pass
     (`build_golden` on each range), and replace both tables in one transaction.
 
     Each pass's rows are staged before the next pass is read; a failure drops the staging

@@ -123,7 +123,7 @@ FIELD_LINEAGE_COLUMNS = {
 }
 
 CUSTOMER_COLUMNS = {
-    "customer_id": "Stable customer id (see golden.customer_xref).",
+    "customer_id": "Stable customer id (see matching.customer_xref).",
     "first_name": "Given name for display (proper case).",
     "first_name_key": "Given name match key (lower case, accents folded).",
     "name_prefix": "Surname prefix (tussenvoegsel), lower case, e.g. 'van der'.",

@@ -153,7 +153,7 @@ def resolve_targets(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> E
                                    "request_id": pl.String})
     cleaned = pl.DataFrame(schema={"email": pl.String, "phone": pl.String})
     customers = pl.DataFrame(schema={"request_id": pl.String, "customer_id": pl.String})
-    if {"cleaned.customer_records", "golden.customer_xref"} <= tables:
+    if {"cleaned.customer_records", "matching.customer_xref"} <= tables:
         with registered(con, "__erase_wanted", wanted):
             direct = con.sql(
                 """
@@ -162,15 +162,15 @@ def resolve_targets(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> E
                 JOIN cleaned.customer_records r
                   ON (w.identifier_type = 'email' AND r.email = w.value)
                   OR (w.identifier_type = 'phone' AND r.phone = w.value)
-                JOIN golden.customer_xref x USING (source, source_record_id)
+                JOIN matching.customer_xref x USING (source, source_record_id)
                 """
             ).pl()
             by_id = pl.DataFrame(schema={"request_id": pl.String, "customer_id": pl.String})
-            if "golden.customer_id_map" in tables:
+            if "matching.customer_id_map" in tables:
                 by_id = con.sql(
                     """
                     SELECT w.request_id, m.current_customer_id AS customer_id
-                    FROM __erase_wanted w JOIN golden.customer_id_map m
+                    FROM __erase_wanted w JOIN matching.customer_id_map m
                       ON w.identifier_type = 'customer_id' AND m.customer_id = w.value
                     WHERE m.current_customer_id IS NOT NULL
                     """
@@ -179,7 +179,7 @@ def resolve_targets(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> E
         with registered(con, "__erase_customers", customers):
             records = con.sql(
                 "SELECT DISTINCT x.source, x.source_record_id, c.request_id "
-                "FROM golden.customer_xref x JOIN __erase_customers c USING (customer_id)"
+                "FROM matching.customer_xref x JOIN __erase_customers c USING (customer_id)"
             ).pl()
         with registered(con, "__erase_records", records):
             cleaned = con.sql(
@@ -195,11 +195,11 @@ def resolve_targets(con: duckdb.DuckDBPyConnection, requests: pl.DataFrame) -> E
                 "AND a.customer_record_id = e.source_record_id"
             ).pl()
     all_ids = customers.select("customer_id")
-    if "golden.customer_id_map" in tables and customers.height:
+    if "matching.customer_id_map" in tables and customers.height:
         # Old ids that resolve to an erased customer go too: an old id must not lead back.
         with registered(con, "__erase_customers", customers):
             all_ids = con.sql(
-                "SELECT DISTINCT m.customer_id FROM golden.customer_id_map m "
+                "SELECT DISTINCT m.customer_id FROM matching.customer_id_map m "
                 "JOIN __erase_customers c ON m.current_customer_id = c.customer_id "
                 "UNION SELECT customer_id FROM __erase_customers"
             ).pl()

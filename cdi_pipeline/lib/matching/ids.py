@@ -54,18 +54,18 @@ class PreviousIds:
 def read_previous_ids(con: duckdb.DuckDBPyConnection) -> PreviousIds:
     """The previous run's identity map, id map and id history from the warehouse."""
     xref = (
-        con.sql("SELECT source, source_record_id, customer_id FROM golden.customer_xref").pl()
-        if table_exists(con, "golden", "customer_xref")
+        con.sql("SELECT source, source_record_id, customer_id FROM matching.customer_xref").pl()
+        if table_exists(con, "matching", "customer_xref")
         else pl.DataFrame(schema={"source": pl.String, "source_record_id": pl.String,
                                   "customer_id": pl.String})
     )
     id_map = (
-        con.sql("SELECT * FROM golden.customer_id_map").pl()
-        if table_exists(con, "golden", "customer_id_map") else pl.DataFrame(schema=ID_MAP_SCHEMA)
+        con.sql("SELECT * FROM matching.customer_id_map").pl()
+        if table_exists(con, "matching", "customer_id_map") else pl.DataFrame(schema=ID_MAP_SCHEMA)
     )
     history = (
-        con.sql("SELECT * FROM golden.id_history").pl()
-        if table_exists(con, "golden", "id_history") else pl.DataFrame(schema=HISTORY_SCHEMA)
+        con.sql("SELECT * FROM matching.id_history").pl()
+        if table_exists(con, "matching", "id_history") else pl.DataFrame(schema=HISTORY_SCHEMA)
     )
     return PreviousIds(xref, id_map, history)
 

@@ -213,8 +213,8 @@ def read_matching_state(con: duckdb.DuckDBPyConnection, config: MatchingConfig) 
         strong_pairs=con.sql(
             f"SELECT {', '.join(PAIR_KEY)} FROM matching.pairs "
             "WHERE match_probability >= $floor", params={"floor": action_floor(config)}).pl(),
-        xref=read_table(con, "golden", "customer_xref"),
-        id_map=read_table(con, "golden", "customer_id_map"),
+        xref=read_table(con, "matching", "customer_xref"),
+        id_map=read_table(con, "matching", "customer_id_map"),
     )
 
 
@@ -342,10 +342,10 @@ def identity_writes(
     return [
         RowWrite("matching", "pairs", outcome.pairs, PAIR_KEY, old_pairs),
         RowWrite("matching", "review_queue", outcome.review_queue, PAIR_KEY, old_review),
-        RowWrite("golden", "customer_xref", outcome.xref, tuple(KEYS), updates.closure_records),
+        RowWrite("matching", "customer_xref", outcome.xref, tuple(KEYS), updates.closure_records),
         RowWrite("matching", "clusters", outcome.clusters, ("customer_id",), updates.touched_ids),
-        RowWrite("golden", "id_history", outcome.ids.events, ("run_id",),
+        RowWrite("matching", "id_history", outcome.ids.events, ("run_id",),
                  pl.DataFrame({"run_id": [run_id]})),
-        RowWrite("golden", "customer_id_map", updates.id_map_rows, ("customer_id",),
+        RowWrite("matching", "customer_id_map", updates.id_map_rows, ("customer_id",),
                  updates.id_map_rows.select("customer_id")),
     ]

@@ -147,13 +147,13 @@ CLUSTERS_TABLE = MatchTable(
     "matching", "clusters", "One row per customer cluster: size, sources and link strength.",
     CLUSTER_COLUMNS)
 XREF_TABLE = MatchTable(
-    "golden", "customer_xref", "The identity map: every source record and the customer_id it "
+    "matching", "customer_xref", "The identity map: every source record and the customer_id it "
     "belongs to. Every later layer joins through it.", XREF_COLUMNS)
 ID_HISTORY_TABLE = MatchTable(
-    "golden", "id_history", "Every customer id event across runs: created, merged, split, "
+    "matching", "id_history", "Every customer id event across runs: created, merged, split, "
     "moved, retired.", HISTORY_COLUMNS)
 ID_MAP_TABLE = MatchTable(
-    "golden", "customer_id_map", "Every customer id ever issued and the id it resolves to now.",
+    "matching", "customer_id_map", "Every customer id ever issued and the id it resolves to now.",
     ID_MAP_COLUMNS)
 
 # The tables one matching pass replaces together, in the order they are written.

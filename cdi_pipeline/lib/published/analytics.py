@@ -108,15 +108,15 @@ def _published_tables(
         PublishedTable("segment_summary", "segments.segment_summary",
                        "Size, reach and revenue of every segment.",
                        copied("segments.segment_summary")),
-        PublishedTable("segment_history", "segments.customer_segment_snapshots",
+        PublishedTable("segment_history", "enrichment.customer_segment_snapshots",
                        "Segments of every customer at each quarter (reproduce a past "
-                       "selection).", copied("segments.customer_segment_snapshots",
+                       "selection).", copied("enrichment.customer_segment_snapshots",
                                              "snapshot_run_id")),
-        PublishedTable("customer_history", "golden.customer_snapshots",
+        PublishedTable("customer_history", "enrichment.customer_snapshots",
                        "Coarse customer facts at each quarter, to compare quarters.", snapshot),
-        PublishedTable("customer_id_map", "golden.customer_id_map",
+        PublishedTable("customer_id_map", "matching.customer_id_map",
                        "Every customer id ever issued and the id it resolves to now.",
-                       copied("golden.customer_id_map")),
+                       copied("matching.customer_id_map")),
     ]
 
 
@@ -138,7 +138,8 @@ def _warehouse_columns(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dic
 
 SOURCE_TABLES = [
     "golden.customer_360", "segments.customer_segments", "segments.segment_summary",
-    "segments.customer_segment_snapshots", "golden.customer_snapshots", "golden.customer_id_map",
+    "enrichment.customer_segment_snapshots", "enrichment.customer_snapshots",
+    "matching.customer_id_map",
 ]
 
 

@@ -14,7 +14,7 @@ PROFILE_DESCRIPTIONS = {
     "field": "Canonical field (or id_<identifier>).",
     "records": "Cleaned records of the source.",
     "filled": "Records with a value in this field after cleaning.",
-    "invalid": "Values nulled by a rule (see quality.quarantine).",
+    "invalid": "Values nulled by a rule (see cleaned.quarantine).",
     "distinct": "Distinct filled values.",
     "completeness": "filled / records.",
     "validity": "filled / (filled + invalid): share of delivered values that passed.",
@@ -24,7 +24,7 @@ PROFILE_DESCRIPTIONS = {
 
 def field_profile(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """One row per source and field that the source delivered at all, from
-    `cleaned.customer_records` and `quality.quarantine`.
+    `cleaned.customer_records` and `cleaned.quarantine`.
 
     Counted in DuckDB one column at a time: the records never leave the database (read into
     polars and unpivoted, ten million records took more memory than the machine has).
@@ -44,7 +44,7 @@ def field_profile(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     # A nulled name counts against every name part; profile it under full_name only.
     invalid = con.sql(
         "SELECT source, CASE field WHEN 'name' THEN 'full_name' ELSE field END AS field, "
-        "count(*) AS invalid FROM quality.quarantine WHERE scope = 'value' GROUP BY ALL"
+        "count(*) AS invalid FROM cleaned.quarantine WHERE scope = 'value' GROUP BY ALL"
     ).pl().cast({"invalid": pl.Int64})
     return (
         stats.join(invalid, on=["source", "field"], how="left")
