@@ -165,31 +165,30 @@ def write_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite
     with its own changes)."""
     for i, write in enumerate(writes):
         view = f"__cdi_partition_{i}"
-        con.register(view, _arrow(write.frame))
-        schema = quote_identifier(write.schema)
-        table = f"{schema}.{quote_identifier(write.name)}"
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
-        existing = {
-            r[0] for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
-                "AND table_name = ? AND database_name = current_database()",
-                [write.schema, write.name],
-            ).fetchall()
-        }
-        for column, dtype, *_ in con.sql(f"DESCRIBE {view}").fetchall():
-            if column not in existing:
-                con.execute(
-                    f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column)} {dtype}"
-                )
-        keys = write.frame.get_column(write.partition_column).unique().to_list()
-        con.execute(
-            f"DELETE FROM {table} WHERE {quote_identifier(write.partition_column)} "
-            f"IN (SELECT UNNEST(?))",
-            [keys],
-        )
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
-        con.unregister(view)
+        with registered(con, view, write.frame):
+            schema = quote_identifier(write.schema)
+            table = f"{schema}.{quote_identifier(write.name)}"
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
+            existing = {
+                r[0] for r in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
+                    "AND table_name = ? AND database_name = current_database()",
+                    [write.schema, write.name],
+                ).fetchall()
+            }
+            for column, dtype, *_ in con.sql(f"DESCRIBE {view}").fetchall():
+                if column not in existing:
+                    con.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column)} {dtype}"
+                    )
+            keys = write.frame.get_column(write.partition_column).unique().to_list()
+            con.execute(
+                f"DELETE FROM {table} WHERE {quote_identifier(write.partition_column)} "
+                f"IN (SELECT UNNEST(?))",
+                [keys],
+            )
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
         _comment(con, table, write)
 
 
@@ -242,25 +241,19 @@ def write_all(
                 con.execute(f"ALTER TABLE {staged[write.qualified]} RENAME TO "
                             f"{quote_identifier(write.name)}")
             else:
-                view = f"__cdi_incoming_{i}"
-                con.register(view, _arrow(write.frame))
-                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
-                con.unregister(view)
+                with registered(con, f"__cdi_incoming_{i}", write.frame) as view:
+                    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {view}")
             _comment(con, table, write)
         for i, write in enumerate(rows):
             table = f"{quote_identifier(write.schema)}.{quote_identifier(write.name)}"
             keys = write.delete_keys if write.delete_keys is not None else write.frame
-            key_view, row_view = f"__cdi_keys_{i}", f"__cdi_rows_{i}"
-            con.register(key_view, _arrow(keys.select(write.key_columns).unique()))
-            con.register(row_view, _arrow(write.frame))
             columns = ", ".join(quote_identifier(c) for c in write.key_columns)
-            con.execute(
-                f"DELETE FROM {table} WHERE ({columns}) IN (SELECT ({columns}) FROM {key_view})"
-            )
-            if write.frame.height:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {row_view}")
-            con.unregister(key_view)
-            con.unregister(row_view)
+            with (registered(con, f"__cdi_keys_{i}", keys.select(write.key_columns).unique())
+                  as key_view, registered(con, f"__cdi_rows_{i}", write.frame) as row_view):
+                con.execute(f"DELETE FROM {table} WHERE ({columns}) IN "
+                            f"(SELECT ({columns}) FROM {key_view})")
+                if write.frame.height:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {row_view}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -322,16 +315,13 @@ class Staging:
         if not self._held:
             return
         frame = self._held[0] if len(self._held) == 1 else pl.concat(self._held)
-        self._con.register("__cdi_batch", _arrow(frame))
-        try:
+        with registered(self._con, "__cdi_batch", frame):
             verb = (f"INSERT INTO {self._name} BY NAME SELECT * FROM __cdi_batch"
                     if self._created
                     else f"CREATE TABLE {self._name} AS SELECT * FROM __cdi_batch")
             self._con.execute(verb)
-            self._created = True
-            self._held = []
-        finally:
-            self._con.unregister("__cdi_batch")
+        self._created = True
+        self._held = []
 
     def drop(self) -> None:
         """Remove the staging table and forget held rows (after a failure)."""
