@@ -59,7 +59,7 @@ def _lookup_slow(keys: pl.DataFrame) -> pl.DataFrame:
 
 
 # --- vectorised re-implementation of phonenumbers.parse + number_type -------------------------
-# Calling phonenumbers costs ~40 us per distinct value (~20 s for 500k values). The functions
+# Calling phonenumbers once per distinct value is a Python call per value. The functions
 # below evaluate the same metadata regexes with polars, group by group, for the common
 # shapes; anything outside those shapes is handed to phonenumbers itself (_lookup_slow).
 # test_standardise_contact.py checks both paths agree on many generated numbers.
