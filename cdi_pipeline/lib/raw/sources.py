@@ -157,16 +157,18 @@ def _header(source: Source, data: bytes) -> list[str | None]:
     )
 
 
-def _read_csv(source: Source, path: Path, data: bytes) -> pl.DataFrame:
-    text = _decode(source, path, data)
-    if text.startswith("\ufeff"):
-        # A byte-order mark would otherwise glue itself onto the first column name.
-        text = text[1:]
+def _text(source: Source, path: Path, data: bytes, expected: str) -> str:
+    """The file's text without a byte-order mark (editors on Windows write one: it would glue
+    itself onto the first CSV column name, and JSON refuses it); an empty file is refused,
+    saying what was `expected`."""
+    text = _decode(source, path, data).removeprefix("\ufeff")
     if not text.strip():
-        raise SourceFileError(
-            f"source {source.name!r}: file {path} is empty; expected a header line with "
-            f"columns {source.mapped_columns()}"
-        )
+        raise SourceFileError(f"source {source.name!r}: file {path} is empty; expected {expected}")
+    return text
+
+
+def _read_csv(source: Source, path: Path, data: bytes) -> pl.DataFrame:
+    text = _text(source, path, data, f"a header line with columns {source.mapped_columns()}")
     utf8 = text.encode("utf-8")
     header = None
     try:
@@ -209,14 +211,7 @@ def _read_csv(source: Source, path: Path, data: bytes) -> pl.DataFrame:
 
 
 def _read_jsonl(source: Source, path: Path, data: bytes) -> pl.DataFrame:
-    text = _decode(source, path, data)
-    if text.startswith("\ufeff"):
-        # Editors on Windows write the mark; json refuses it at the start of line 1.
-        text = text[1:]
-    if not text.strip():
-        raise SourceFileError(
-            f"source {source.name!r}: file {path} is empty; expected one JSON object per line"
-        )
+    text = _text(source, path, data, "one JSON object per line")
     try:
         frame = pl.read_ndjson(io.BytesIO(text.encode("utf-8")), infer_schema_length=None)
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
