@@ -6,7 +6,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from cdi_pipeline.defs.keys import ACTIVITIES, CUSTOMER_RECORDS, QUARANTINE
+from cdi_pipeline.defs.keys import ACTIVITIES, CUSTOMER_RECORDS, QUARANTINE, raw_key
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.cleaned.batch import (
@@ -72,7 +72,7 @@ def build_cleaned_assets(registry: Registry) -> dg.AssetsDefinition:
     """The cleaned-layer multi-asset: identity records, behavioural events and quarantine."""
     identity = registry.identity_sources
     behaviour = [s for s in registry.sources if s.activity is not None]
-    raw_keys = [dg.AssetKey(["raw", s.name]) for s in registry.sources]
+    raw_keys = [raw_key(s.name) for s in registry.sources]
 
     @dg.multi_asset(
         specs=[

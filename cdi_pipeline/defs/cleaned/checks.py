@@ -4,7 +4,7 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
-from cdi_pipeline.defs.keys import CUSTOMER_RECORDS, QUARANTINE
+from cdi_pipeline.defs.keys import CUSTOMER_RECORDS, QUARANTINE, raw_key
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.cleaned.records import conservation
 from cdi_pipeline.lib.contracts import customer_records_schema, failure_summary
@@ -37,7 +37,7 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         asset=CUSTOMER_RECORDS,
         name=CONSERVATION,
         blocking=True,
-        additional_deps=[QUARANTINE, *[dg.AssetKey(["raw", s.name]) for s in identity]],
+        additional_deps=[QUARANTINE, *[raw_key(s.name) for s in identity]],
         description="Every raw row is a cleaned record or quarantined whole, for every source.",
     )
     def conservation_check(warehouse: WarehouseResource) -> dg.AssetCheckResult:

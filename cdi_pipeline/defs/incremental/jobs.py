@@ -25,6 +25,7 @@ from cdi_pipeline.defs.keys import (
     QUARANTINE,
     REVIEW_QUEUE,
     XREF,
+    raw_key,
 )
 from cdi_pipeline.defs.matching.assets import backend_config, models_dir
 from cdi_pipeline.defs.shared.config import run_date
@@ -58,7 +59,7 @@ from cdi_pipeline.lib.storage import RowWrite, read_table, write_all
 from cdi_pipeline.lib.timing import Stopwatch
 
 INCREMENTAL_REFRESH = "incremental_refresh"
-# Every table a batch rewrites, in layer order.
+# Every table a batch rewrites besides the raw tables of its files, in layer order.
 REWRITTEN = [CUSTOMER_RECORDS, ACTIVITIES, QUARANTINE, PAIRS, REVIEW_QUEUE, CLUSTERS, XREF,
              ID_HISTORY, ID_MAP, CUSTOMERS, FIELD_LINEAGE, CUSTOMER_FEATURES, CUSTOMER_SEGMENTS,
              CUSTOMER_ENRICHMENT, CUSTOMER_360]
@@ -125,7 +126,9 @@ def build_incremental_job(registry: Registry) -> dg.JobDefinition:
                  "records_rematched": matched.rematched_xref.height,
                  "customers_touched": touched, "seconds": watch.total}
         context.log.info(f"incremental refresh: {stats}")
-        yield from _materializations(warehouse, stats, config.files, watch.phases)
+        raw = [raw_key(name) for name in sorted({source.name for source, _ in loads})]
+        yield from _materializations(warehouse, [*raw, *REWRITTEN], stats, config.files,
+                                     watch.phases)
 
     @dg.job(name=INCREMENTAL_REFRESH, description="Match files dropped in incoming/<source>/ "
             "against existing customers; rebuild only the affected customers downstream.",
@@ -231,7 +234,8 @@ def _write(con, rows: list[RowWrite]) -> None:
 
 
 def _materializations(
-    warehouse: WarehouseResource, stats: dict, files: list[str], phases: dict[str, float]
+    warehouse: WarehouseResource, keys: list[dg.AssetKey], stats: dict, files: list[str],
+    phases: dict[str, float],
 ) -> Iterator[dg.AssetMaterialization]:
     """A materialization per rewritten table: its stored size and columns, and the batch's
     figures."""
@@ -242,8 +246,8 @@ def _materializations(
              "files_loaded": dg.MetadataValue.text(", ".join(files)),
              "seconds_by_phase": dg.MetadataValue.md(phase_table)}
     with warehouse.connect() as con:
-        tables = {key: stored_table_metadata(con, key) for key in REWRITTEN}
-    for key in REWRITTEN:
+        tables = {key: stored_table_metadata(con, key) for key in keys}
+    for key in keys:
         yield dg.AssetMaterialization(
             asset_key=key, description="Updated by incremental_refresh for the affected customers.",
             metadata={**tables[key], **batch})

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from cdi_pipeline.defs.keys import SUPPRESSION_LIST
+from cdi_pipeline.defs.keys import SUPPRESSION_LIST, raw_key
 from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.governance.erasure import read_suppression_list
@@ -23,8 +23,7 @@ def build_raw_asset(registry: Registry, source: Source) -> dg.AssetsDefinition:
     description = raw_description(source)
 
     @dg.asset(
-        name=source.name,
-        key_prefix="raw",
+        key=raw_key(source.name),
         group_name="raw",
         description=description,
         kinds={"duckdb", "polars", source.format},
