@@ -23,8 +23,6 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cdi_pipeline.datagen import REFERENCE_DATE, generate
-from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.jobs import FULL_REFRESH
 from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.matching import engine, run
@@ -41,6 +39,7 @@ from cdi_pipeline_tests.warehouse_state import (
     TableKey,
     differences,
     fingerprint,
+    run_job,
 )
 
 # Columns that describe where a row sat in its file and which file it came from: a shuffled
@@ -105,18 +104,11 @@ def _utc_day() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def run_full_refresh(registry: Path, warehouse: Path) -> None:
-    """The full_refresh job of the real code location, in process."""
-    defs = build_definitions(registry, warehouse)
-    with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def(FULL_REFRESH).execute_in_process(instance=instance)
-    assert result.success
-
-
 def run_and_keep(registry: Path, warehouse: Path, keep: Path) -> Outcome:
     """Run full_refresh and copy its database files and current exports to `keep`."""
     first = _utc_day()
-    run_full_refresh(registry, warehouse)
+    with dg.instance_for_test() as instance:
+        assert run_job(registry, warehouse, instance=instance, raise_on_error=True).success
     keep.mkdir(parents=True)
     for name in (WAREHOUSE_FILE, ANALYTICS_FILE):
         shutil.copy2(warehouse / name, keep / name)
