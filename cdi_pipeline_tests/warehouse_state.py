@@ -27,7 +27,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from cdi_pipeline.datagen import generate
+from cdi_pipeline.datagen import REFERENCE_DATE, generate
 from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.jobs import FULL_REFRESH
 from cdi_pipeline.instance_repair import repair
@@ -39,6 +39,17 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 TableKey = tuple[str, str, str]  # (database file name, schema, table)
+
+# The pseudonymisation key of the runs `refresh` starts (and of in-process runs that compare
+# their analyst file with theirs).
+TEST_KEY = "reliability-test-key-0123456789"
+
+# The generated shape the session builds once (integration/conftest.py: generated_site).
+GENERATED_PERSONS = 350
+GENERATED_SEED = 5
+# The end-to-end shape the session builds once with `dagster job execute` (e2e_run).
+E2E_PERSONS = 400
+E2E_SEED = 11
 
 # --- running a job in process --------------------------------------------------------------
 
@@ -87,6 +98,31 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
+
+
+def write_e2e_input(root: Path, persons: int = E2E_PERSONS, seed: int = E2E_SEED) -> Path:
+    """Generated sources plus one erasure request, so the governance tables that keep rows
+    across runs (receipts, suppression list) hold something to compare; returns the registry
+    path."""
+    generate(persons=persons, seed=seed, out_dir=root, progress=False)
+    registry = root / "sources.yaml"
+    # At 400 persons the injected unusable tickets (only a SQL-junk name) are 5.1% of the
+    # support desk, just over the 5% default gate these tests are not about.
+    # The generator's own 'today': recency, segments and the snapshot quarter then do not
+    # move with the calendar between the runs compared.
+    registry.write_text(
+        registry.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n"
+        f"segments:\n  reference_date: {REFERENCE_DATE.isoformat()}\n", encoding="utf-8"
+    )
+    crm = pl.read_csv(root / "sources" / "crm_contacts.csv", separator=";", infer_schema=False)
+    emails = crm.get_column("email").drop_nulls().sort()
+    # The first well-formed one (the generator injects invalid addresses too).
+    email = emails.filter(emails.str.contains(r"^[a-z][a-z0-9.]*@[a-z0-9-]+\.[a-z]+$")).item(0)
+    (root / "governance").mkdir()
+    (root / "governance" / "erasure_requests.csv").write_text(
+        "request_id,identifier_type,value,requested_on\n"
+        f"ER-1,email,{email},2026-11-30\n", encoding="utf-8")
+    return registry
 
 
 # --- a site: a registry folder and the warehouse built from it ---------------------------------
@@ -168,11 +204,6 @@ def shared(site: Site) -> Iterator[Site]:
     yield site
     assert file_digest(site.root) == before, (
         f"a test changed the shared site {site.root}: copy it (Site.copy_to) before changing it")
-
-
-# The generated shape the session builds once (integration/conftest.py: generated_site).
-GENERATED_PERSONS = 350
-GENERATED_SEED = 5
 
 
 def generated_input(persons: int, seed: int, registry_lines: str = ""):
@@ -363,7 +394,7 @@ class Workspace:
             "PYTHONUNBUFFERED": "1",
             # One pseudonymisation key for all, as in production: a fresh warehouse would
             # otherwise draw its own, and its analyst file's keyed hashes would differ.
-            KEY_ENV: "reliability-test-key-0123456789",
+            KEY_ENV: TEST_KEY,
         }
 
     def copy_warehouse_to(self, other: Workspace) -> None:

@@ -1,13 +1,16 @@
 """Warehouses built once per session, one per data shape, for the tests that read them.
 
-Each is a real `full_refresh` run (`run_job`) on a generated source set. A test reads the
-shared site as it is, or copies it (`Site.copy_to`) into its own folder before changing
-anything; the fixture fails the session if a test changed a byte of it.
+Each is a real `full_refresh` run on a generated source set: in process (`run_job`), or for
+the end-to-end shape as `make run` starts it (`refresh`). A test reads the shared site as it
+is, or copies it (`Site.copy_to`) into its own folder before changing anything; the fixture
+fails the session if a test changed a byte of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,11 +18,16 @@ from cdi_pipeline.datagen.minimal import generate_minimal
 from cdi_pipeline_tests.warehouse_state import (
     GENERATED_PERSONS,
     GENERATED_SEED,
+    RefreshRun,
     Site,
+    Workspace,
     build_site,
     generated_input,
+    refresh,
     shared,
     succeeded,
+    workspace,
+    write_e2e_input,
 )
 
 
@@ -46,3 +54,29 @@ def minimal_site(tmp_path_factory) -> Iterator[Site]:
                       lambda folder: generate_minimal(persons=600, seed=3, out_dir=folder))
     with shared(site):
         yield site
+
+
+@dataclass(frozen=True)
+class EndToEndRun:
+    """One `dagster job execute` of full_refresh on a fresh warehouse."""
+
+    workspace: Workspace
+    run: RefreshRun
+    day: str  # UTC day(s) the run spanned, "first/last"
+
+
+def _utc_day() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+@pytest.fixture(scope="session")
+def e2e_run(tmp_path_factory) -> Iterator[EndToEndRun]:
+    """The end-to-end shape (E2E_PERSONS persons, one erasure request, a fixed reference
+    date) refreshed once as `make run` does: test_pipeline_run reads what it left behind and
+    test_reliability_determinism reruns a copy of it. Judged by the tests, not here."""
+    root = tmp_path_factory.mktemp("e2e")
+    ws = workspace(root, write_e2e_input(root / "input"))
+    first = _utc_day()
+    run = refresh(ws)
+    with shared(Site(root)):
+        yield EndToEndRun(ws, run, f"{first}/{_utc_day()}")

@@ -1,4 +1,5 @@
-"""End to end: `dagster job execute` of full_refresh on a generated source set."""
+"""End to end: `dagster job execute` of full_refresh on a generated source set (the session's
+e2e_run)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from cdi_pipeline.datagen import generate
 from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import load_registry
-from cdi_pipeline_tests.warehouse_state import RefreshRun, refresh, workspace
+from cdi_pipeline_tests.warehouse_state import RefreshRun
 
 INJECTED_RULES = {
     "email_invalid",
@@ -27,17 +28,11 @@ INJECTED_RULES = {
 
 
 @pytest.fixture(scope="module")
-def refreshed(tmp_path_factory) -> tuple[Path, Path, RefreshRun]:
-    root = tmp_path_factory.mktemp("e2e")
-    generate(persons=400, seed=11, out_dir=root / "input", progress=False)
-    # At 400 persons the injected unusable tickets (only a SQL-junk name) are 5.1% of the
-    # support desk, just over the 5% default gate this test is not about.
-    registry = root / "input" / "sources.yaml"
-    registry.write_text(
-        registry.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n", encoding="utf-8"
-    )
-    ws = workspace(root, registry)
-    return root, ws.database, refresh(ws)
+def refreshed(e2e_run) -> tuple[Path, Path, RefreshRun]:
+    """The session's `dagster job execute` of full_refresh on the end-to-end shape (400
+    generated persons, one erasure request)."""
+    ws = e2e_run.workspace
+    return ws.warehouse.parent, ws.database, e2e_run.run
 
 
 def test_full_refresh_succeeds(refreshed) -> None:
