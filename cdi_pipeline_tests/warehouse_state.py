@@ -100,31 +100,6 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
     }
 
 
-def write_e2e_input(root: Path, persons: int = E2E_PERSONS, seed: int = E2E_SEED) -> Path:
-    """Generated sources plus one erasure request, so the governance tables that keep rows
-    across runs (receipts, suppression list) hold something to compare; returns the registry
-    path."""
-    generate(persons=persons, seed=seed, out_dir=root, progress=False)
-    registry = root / "sources.yaml"
-    # At 400 persons the injected unusable tickets (only a SQL-junk name) are 5.1% of the
-    # support desk, just over the 5% default gate these tests are not about.
-    # The generator's own 'today': recency, segments and the snapshot quarter then do not
-    # move with the calendar between the runs compared.
-    registry.write_text(
-        registry.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n"
-        f"segments:\n  reference_date: {REFERENCE_DATE.isoformat()}\n", encoding="utf-8"
-    )
-    crm = pl.read_csv(root / "sources" / "crm_contacts.csv", separator=";", infer_schema=False)
-    emails = crm.get_column("email").drop_nulls().sort()
-    # The first well-formed one (the generator injects invalid addresses too).
-    email = emails.filter(emails.str.contains(r"^[a-z][a-z0-9.]*@[a-z0-9-]+\.[a-z]+$")).item(0)
-    (root / "governance").mkdir()
-    (root / "governance" / "erasure_requests.csv").write_text(
-        "request_id,identifier_type,value,requested_on\n"
-        f"ER-1,email,{email},2026-11-30\n", encoding="utf-8")
-    return registry
-
-
 # --- a site: a registry folder and the warehouse built from it ---------------------------------
 
 
@@ -214,6 +189,31 @@ def generated_input(persons: int, seed: int, registry_lines: str = ""):
         with (folder / "sources.yaml").open("a", encoding="utf-8") as handle:
             handle.write(registry_lines)
     return write
+
+
+def write_e2e_input(root: Path, persons: int = E2E_PERSONS, seed: int = E2E_SEED) -> Path:
+    """Generated sources plus one erasure request, so the governance tables that keep rows
+    across runs (receipts, suppression list) hold something to compare; returns the registry
+    path."""
+    generate(persons=persons, seed=seed, out_dir=root, progress=False)
+    registry = root / "sources.yaml"
+    # At 400 persons the injected unusable tickets (only a SQL-junk name) are 5.1% of the
+    # support desk, just over the 5% default gate these tests are not about.
+    # The generator's own 'today': recency, segments and the snapshot quarter then do not
+    # move with the calendar between the runs compared.
+    registry.write_text(
+        registry.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n"
+        f"segments:\n  reference_date: {REFERENCE_DATE.isoformat()}\n", encoding="utf-8"
+    )
+    crm = pl.read_csv(root / "sources" / "crm_contacts.csv", separator=";", infer_schema=False)
+    emails = crm.get_column("email").drop_nulls().sort()
+    # The first well-formed one (the generator injects invalid addresses too).
+    email = emails.filter(emails.str.contains(r"^[a-z][a-z0-9.]*@[a-z0-9-]+\.[a-z]+$")).item(0)
+    (root / "governance").mkdir()
+    (root / "governance" / "erasure_requests.csv").write_text(
+        "request_id,identifier_type,value,requested_on\n"
+        f"ER-1,email,{email},2026-11-30\n", encoding="utf-8")
+    return registry
 
 
 # Columns that say which run wrote a row and when: they differ on every run by design.
