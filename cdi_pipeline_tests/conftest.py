@@ -1,12 +1,19 @@
-"""Shared fixtures: small hand-written source sets in temporary folders."""
+"""Shared fixtures: small hand-written source sets in temporary folders, and the small set's
+warehouse built once per session (the generated sets' are in integration/conftest.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+
+from cdi_pipeline_tests.warehouse_state import Site, build_site, shared
+
+# The layers the small set can build: it is far too small to train a matching model.
+SMALL_SET_LAYERS = ("raw", "cleaned", "quality")
 
 CRM_CSV = (
     "contactnummer;voornaam;achternaam;geboortedatum;email;telefoon;postcode\n"
@@ -87,3 +94,14 @@ def warehouse_dir(tmp_path: Path) -> Path:
     path = tmp_path / "warehouse"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def small_site(tmp_path_factory) -> Iterator[Site]:
+    """The small source set with its raw, cleaned and quality layers, built by one real
+    Dagster run for the whole session: read it, or copy it (`copy_to`) to change anything."""
+    site = build_site(tmp_path_factory.mktemp("small") / "site", write_small_source_set,
+                      layers=SMALL_SET_LAYERS)
+    assert site.result.success
+    with shared(site):
+        yield site

@@ -1,5 +1,7 @@
-"""Test harness: run `full_refresh` the way `make run` does (optionally killing it), and
-fingerprint every table of a warehouse so two states can be compared.
+"""Test harness: run a job of the real code location in process (`run_job`, the one runner
+every test uses) or the way `make run` does (`refresh`, optionally killing it); a site (a
+registry folder with its warehouse) to build, share and copy; and a fingerprint of every table
+of a warehouse so two states can be compared.
 
 A fingerprint is (row count, order-insensitive sum of row hashes) per table, over every column
 except run metadata: the columns that say which run wrote a row and when. Those are named here
@@ -9,6 +11,7 @@ table by table, so a new column is compared unless someone decides it is run met
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +27,10 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from cdi_pipeline.datagen import REFERENCE_DATE, generate
+from cdi_pipeline.definitions import build_definitions
+from cdi_pipeline.defs.jobs.jobs import FULL_REFRESH
+from cdi_pipeline.instance_repair import repair
 from cdi_pipeline.lib.privacy import KEY_ENV
 from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE
 from cdi_pipeline.lib.storage import STAGING_PREFIX, WAREHOUSE_FILE, quote_identifier
@@ -31,6 +39,183 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 TableKey = tuple[str, str, str]  # (database file name, schema, table)
+
+# The pseudonymisation key of the runs `refresh` starts (and of in-process runs that compare
+# their analyst file with theirs).
+TEST_KEY = "reliability-test-key-0123456789"
+
+# The generated shape the session builds once (integration/conftest.py: generated_site).
+GENERATED_PERSONS = 350
+GENERATED_SEED = 5
+# The end-to-end shape the session builds once with `dagster job execute` (e2e_run).
+E2E_PERSONS = 400
+E2E_SEED = 11
+
+# --- running a job in process --------------------------------------------------------------
+
+ASSET_JOB = None  # run_job's `job` for the implicit job of all assets (any selection)
+
+
+def run_job(registry: Path, warehouse: Path, job: str | None = FULL_REFRESH, *,
+            layers: tuple[str, ...] = (), assets: list[dg.AssetKey] | None = None,
+            run_config: dict | None = None, instance: dg.DagsterInstance | None = None,
+            tags: dict[str, str] | None = None,
+            raise_on_error: bool = False) -> dg.ExecuteInProcessResult:
+    """One run of a job of the real code location (`build_definitions` on this registry and
+    warehouse folder), in process. `layers` (first part of the asset key) and `assets` select
+    assets of the job; neither runs all of them. `job=ASSET_JOB` runs the implicit job of every
+    asset. Without `instance` the run gets an ephemeral one."""
+    defs = build_definitions(registry, warehouse)
+    job_def = (defs.resolve_implicit_global_asset_job_def() if job is ASSET_JOB
+               else defs.resolve_job_def(job))
+    selection = [*(assets or []),
+                 *(k for k in defs.resolve_all_asset_keys() if k.path[0] in layers)]
+    return job_def.execute_in_process(
+        run_config=run_config, instance=instance, tags=tags, raise_on_error=raise_on_error,
+        asset_selection=selection or None,
+    )
+
+
+def failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed step with its whole error: the message sits above a stack trace whose
+    depth follows the code, so a cut tail may lose it."""
+    return [
+        f"{e.step_key}: {e.event_specific_data.error.to_string()}"
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    ]
+
+
+def succeeded(result: dg.ExecuteInProcessResult) -> dg.ExecuteInProcessResult:
+    """The result, once it is known to be a success (else the failures are the message)."""
+    assert result.success, failures(result)
+    return result
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    """The run's asset check evaluations by check name."""
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+# --- a site: a registry folder and the warehouse built from it ---------------------------------
+
+
+@dataclass(frozen=True)
+class Site:
+    """`root/input` (the registry and its files) and `root/warehouse`, with the result of the
+    run that built it when there was one. A site a session fixture built is shared: read it,
+    or `copy_to` a folder of the test's own before changing anything."""
+
+    root: Path
+    result: dg.ExecuteInProcessResult | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def input(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def registry(self) -> Path:
+        return self.input / "sources.yaml"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse"
+
+    @property
+    def database(self) -> Path:
+        return self.warehouse / WAREHOUSE_FILE
+
+    @property
+    def models(self) -> Path:
+        return self.warehouse / "models"
+
+    def copy_to(self, target: Path, symlinks: bool = False) -> Site:
+        """A copy (input and warehouse) to change freely; the built state goes along, the run
+        result does not. Links (the current export folder's) are copied as the folders they
+        point to, unless `symlinks`."""
+        shutil.copytree(self.root, target, symlinks=symlinks)
+        return Site(target)
+
+    def query(self, sql: str) -> pl.DataFrame:
+        con = duckdb.connect(str(self.database), read_only=True)
+        try:
+            return con.sql(sql).pl()
+        finally:
+            con.close()
+
+    def xref(self) -> pl.DataFrame:
+        return self.query(
+            "SELECT source, source_record_id, customer_id, cluster_size FROM matching.customer_xref"
+        ).sort("source", "source_record_id")
+
+
+def build_site(root: Path, write_input, **run) -> Site:
+    """Write a site's input with `write_input(input folder)` and build its warehouse with one
+    `run_job(**run)`; the result is kept, not judged."""
+    site = Site(root)
+    write_input(site.input)
+    return Site(root, run_job(site.registry, site.warehouse, **run))
+
+
+def file_digest(root: Path) -> str:
+    """Every file and link under root, by path and content: equal digests, unchanged folder."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_symlink():
+            digest.update(os.readlink(path).encode())
+        elif path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def shared(site: Site) -> Iterator[Site]:
+    """Hand out a session's site, and fail at the end if any test changed a byte of it."""
+    before = file_digest(site.root)
+    yield site
+    assert file_digest(site.root) == before, (
+        f"a test changed the shared site {site.root}: copy it (Site.copy_to) before changing it")
+
+
+def generated_input(persons: int, seed: int, registry_lines: str = ""):
+    """`write_input` for build_site: the generator's source set, with lines added to its
+    registry."""
+    def write(folder: Path) -> None:
+        generate(persons=persons, seed=seed, out_dir=folder, progress=False)
+        with (folder / "sources.yaml").open("a", encoding="utf-8") as handle:
+            handle.write(registry_lines)
+    return write
+
+
+def write_e2e_input(root: Path, persons: int = E2E_PERSONS, seed: int = E2E_SEED) -> Path:
+    """Generated sources plus one erasure request, so the governance tables that keep rows
+    across runs (receipts, suppression list) hold something to compare; returns the registry
+    path."""
+    generate(persons=persons, seed=seed, out_dir=root, progress=False)
+    registry = root / "sources.yaml"
+    # At 400 persons the injected unusable tickets (only a SQL-junk name) are 5.1% of the
+    # support desk, just over the 5% default gate these tests are not about.
+    # The generator's own 'today': recency, segments and the snapshot quarter then do not
+    # move with the calendar between the runs compared.
+    registry.write_text(
+        registry.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n"
+        f"segments:\n  reference_date: {REFERENCE_DATE.isoformat()}\n", encoding="utf-8"
+    )
+    crm = pl.read_csv(root / "sources" / "crm_contacts.csv", separator=";", infer_schema=False)
+    emails = crm.get_column("email").drop_nulls().sort()
+    # The first well-formed one (the generator injects invalid addresses too).
+    email = emails.filter(emails.str.contains(r"^[a-z][a-z0-9.]*@[a-z0-9-]+\.[a-z]+$")).item(0)
+    (root / "governance").mkdir()
+    (root / "governance" / "erasure_requests.csv").write_text(
+        "request_id,identifier_type,value,requested_on\n"
+        f"ER-1,email,{email},2026-11-30\n", encoding="utf-8")
+    return registry
+
 
 # Columns that say which run wrote a row and when: they differ on every run by design.
 # Keyed by (file, schema, table); `raw.*` are the per-source raw tables.
@@ -210,7 +395,7 @@ class Workspace:
             "PYTHONUNBUFFERED": "1",
             # One pseudonymisation key for all, as in production: a fresh warehouse would
             # otherwise draw its own, and its analyst file's keyed hashes would differ.
-            KEY_ENV: "reliability-test-key-0123456789",
+            KEY_ENV: TEST_KEY,
         }
 
     def copy_warehouse_to(self, other: Workspace) -> None:
@@ -256,10 +441,14 @@ def _step_of(line: str, event: str) -> str | None:
 
 
 def start_refresh(ws: Workspace, job: str = "full_refresh",
-                  run_config: Path | None = None) -> subprocess.Popen:
-    """Start a job as `make run` starts `full_refresh`: free slots of dead runs, then execute."""
-    subprocess.run([str(BIN / "python"), "-m", "cdi_pipeline.instance_repair"],
-                   env=ws.env(), check=True, capture_output=True, timeout=120)
+                  run_config: Path | None = None, repair_first: bool = True) -> subprocess.Popen:
+    """Start a job as `make run` starts `full_refresh`: free slots of dead runs (unless told
+    not to), then execute. The repair is `python -m cdi_pipeline.instance_repair`'s own
+    function on the workspace's instance, called here rather than in a Python of its own
+    (test_instance_repair runs the module itself)."""
+    if repair_first:
+        with dg.DagsterInstance.from_config(str(ws.dagster_home)) as instance:
+            repair(instance)
     config = ["-c", str(run_config)] if run_config else []
     return subprocess.Popen(
         [str(BIN / "dagster"), "job", "execute", "-m", "cdi_pipeline.definitions",

@@ -13,22 +13,23 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 import yaml
 
-from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.lib.cleaned.records import clean_source, conservation
 from cdi_pipeline.lib.governance.erasure import ErasureTargets, purge_rows
 from cdi_pipeline.lib.raw.sources import SourceFileError, load_source
 from cdi_pipeline.lib.registry import Registry, RegistryError, load_registry
-from cdi_pipeline_tests.conftest import write_small_source_set
+from cdi_pipeline_tests.conftest import SMALL_SET_LAYERS, write_small_source_set
+from cdi_pipeline_tests.warehouse_state import run_job
 
 HEADER = "contactnummer;voornaam;achternaam;geboortedatum;email;telefoon;postcode\n"
 TODAY = date(2024, 6, 1)
-LAYERS = ("raw", "cleaned", "quality")
+# The real Dagster runs below (raw, cleaned and quality layers) clean as of TODAY too.
+AS_OF_TODAY = {"ops": {"cleaned_customer_records": {"config": {
+    "reference_date": TODAY.isoformat()}}}}
 
 
 def _edit(registry_file: Path, change) -> Path:
@@ -54,17 +55,6 @@ def _clean(registry_file: Path, name: str):
     balance = conservation({name: raw.height}, result.records, result.quarantine)
     assert balance.get_column("holds").all(), balance
     return raw, result
-
-
-def _run(registry_file: Path, warehouse: Path) -> dg.ExecuteInProcessResult:
-    """The raw, cleaned and quality layers of full_refresh, as a real Dagster run."""
-    defs = build_definitions(registry_file, warehouse)
-    keys = [k for k in defs.resolve_all_asset_keys() if k.path[0] in LAYERS]
-    return defs.resolve_job_def("full_refresh").execute_in_process(
-        asset_selection=keys, raise_on_error=False,
-        run_config={"ops": {"cleaned_customer_records": {
-            "config": {"reference_date": TODAY.isoformat()}}}},
-    )
 
 
 # --- files refused whole -------------------------------------------------------------------
@@ -432,7 +422,7 @@ def test_hostile_column_names_are_quoted_everywhere(tmp_path: Path) -> None:
     con.execute("CREATE TABLE x AS SELECT 1 AS keep; CREATE TABLE students AS SELECT 2 AS keep")
     con.close()
 
-    result = _run(registry_file, warehouse)
+    result = run_job(registry_file, warehouse, layers=SMALL_SET_LAYERS, run_config=AS_OF_TODAY)
     assert result.success
 
     con = duckdb.connect(str(warehouse / "cdi.duckdb"))
@@ -491,7 +481,8 @@ def test_dagster_run_on_messy_sources_quarantines_and_conserves(
     # Half of erp is unusable by design here; the share gate is test_cleaned_gates' subject.
     _edit(small_registry, lambda d: d.update(max_rejected_share=0.6))
 
-    result = _run(small_registry, warehouse_dir)
+    result = run_job(small_registry, warehouse_dir, layers=SMALL_SET_LAYERS,
+                     run_config=AS_OF_TODAY)
     assert result.success
     check = next(e.asset_check_evaluation_data for e in result.all_events
                  if e.event_type_value == "ASSET_CHECK_EVALUATION"
@@ -526,7 +517,8 @@ def test_dagster_run_on_a_ragged_file_fails_readably_and_writes_nothing(
 ) -> None:
     crm = _source_file(small_registry, "crm.csv")
     crm.write_text(crm.read_text(encoding="utf-8") + "C4;Anna;Bakker\n", encoding="utf-8")
-    result = _run(small_registry, warehouse_dir)
+    result = run_job(small_registry, warehouse_dir, layers=SMALL_SET_LAYERS,
+                     run_config=AS_OF_TODAY)
     assert not result.success
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert [e.step_key for e in failures] == ["raw__crm"]

@@ -22,9 +22,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cdi_pipeline.datagen import REFERENCE_DATE, generate
-from cdi_pipeline.definitions import build_definitions
-from cdi_pipeline.defs.jobs.jobs import FULL_REFRESH
+from cdi_pipeline.datagen import generate
 from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.matching.backends import BackendConfig, open_backend
@@ -42,9 +40,12 @@ from cdi_pipeline.lib.segments.segments import summarise
 from cdi_pipeline.lib.storage import WAREHOUSE_FILE
 from cdi_pipeline_tests.warehouse_state import (
     RUN_METADATA,
+    TEST_KEY,
     TableKey,
     differences,
     fingerprint,
+    run_job,
+    write_e2e_input,
 )
 
 # Columns that describe where a row sat in its file and which file it came from: a shuffled
@@ -109,47 +110,21 @@ def _utc_day() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def run_full_refresh(registry: Path, warehouse: Path) -> None:
-    """The full_refresh job of the real code location, in process."""
-    defs = build_definitions(registry, warehouse)
-    with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def(FULL_REFRESH).execute_in_process(instance=instance)
-    assert result.success
-
-
 def run_and_keep(registry: Path, warehouse: Path, keep: Path) -> Outcome:
     """Run full_refresh and copy its database files and current exports to `keep`."""
     first = _utc_day()
-    run_full_refresh(registry, warehouse)
+    with dg.instance_for_test() as instance:
+        assert run_job(registry, warehouse, instance=instance, raise_on_error=True).success
+    return keep_outcome(warehouse, keep, f"{first}/{_utc_day()}")
+
+
+def keep_outcome(warehouse: Path, keep: Path, day: str) -> Outcome:
+    """Copy what a run left in `warehouse` (database files, current exports) to `keep`."""
     keep.mkdir(parents=True)
     for name in (WAREHOUSE_FILE, ANALYTICS_FILE):
         shutil.copy2(warehouse / name, keep / name)
     shutil.copytree((warehouse / "exports" / CURRENT_LINK).resolve(), keep / "exports")
-    return Outcome(keep, f"{first}/{_utc_day()}")
-
-
-def _generate(root: Path, persons: int, seed: int) -> Path:
-    """Generated sources plus one erasure request, so the governance tables that keep rows
-    across runs (receipts, suppression list) hold something to compare."""
-    generate(persons=persons, seed=seed, out_dir=root, progress=False)
-    registry = root / "sources.yaml"
-    # As in test_pipeline_run: the injected unusable tickets are just over the 5% default gate
-    # at this size, which this test is not about.
-    # The generator's own 'today': recency, segments and the snapshot quarter then do not
-    # move with the calendar between the runs compared.
-    registry.write_text(
-        registry.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n"
-        f"segments:\n  reference_date: {REFERENCE_DATE.isoformat()}\n", encoding="utf-8"
-    )
-    crm = pl.read_csv(root / "sources" / "crm_contacts.csv", separator=";", infer_schema=False)
-    emails = crm.get_column("email").drop_nulls().sort()
-    # The first well-formed one (the generator injects invalid addresses too).
-    email = emails.filter(emails.str.contains(r"^[a-z][a-z0-9.]*@[a-z0-9-]+\.[a-z]+$")).item(0)
-    (root / "governance").mkdir()
-    (root / "governance" / "erasure_requests.csv").write_text(
-        "request_id,identifier_type,value,requested_on\n"
-        f"ER-1,email,{email},2026-11-30\n", encoding="utf-8")
-    return registry
+    return Outcome(keep, day)
 
 
 # --- comparing ---------------------------------------------------------------------------
@@ -205,29 +180,33 @@ ONE_RUN_PER_EXAMPLE = {
 @pytest.fixture(scope="module", autouse=True)
 def shared_pseudonym_key():
     """One pseudonymisation key for every warehouse of the module, as in production: without
-    it each fresh warehouse draws its own key and the analyst file's keyed hashes differ."""
+    it each fresh warehouse draws its own key and the analyst file's keyed hashes differ. It is
+    the key of the runs `refresh` starts, the first run's among them."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(KEY_ENV, "determinism-test-key-0123456789")
+        patch.setenv(KEY_ENV, TEST_KEY)
         yield
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    """Generated sources (400 persons, as in test_pipeline_run); returns the registry path."""
-    return _generate(tmp_path_factory.mktemp("determinism") / "input", persons=400, seed=11)
+def generated(e2e_run) -> Path:
+    """The end-to-end shape's sources (400 persons, as in test_pipeline_run, with one erasure
+    request); returns the registry path."""
+    return e2e_run.workspace.registry
 
 
 @pytest.fixture(scope="module")
-def first_run(generated: Path) -> tuple[Path, Outcome]:
-    """full_refresh on a fresh warehouse; returns the warehouse folder and a copy of the run."""
-    root = generated.parent.parent
+def first_run(e2e_run, tmp_path_factory) -> tuple[Path, Outcome]:
+    """full_refresh on a fresh warehouse (the session's e2e_run, started as `make run` starts
+    it); returns a copy of its warehouse folder, to run again in, and a copy of the run."""
+    root = tmp_path_factory.mktemp("determinism")
     warehouse = root / "warehouse"
-    return warehouse, run_and_keep(generated, warehouse, root / "first_run")
+    shutil.copytree(e2e_run.workspace.warehouse, warehouse, symlinks=True)
+    return warehouse, keep_outcome(warehouse, root / "first_run", e2e_run.day)
 
 
 def test_rerun_on_unchanged_input_changes_nothing(generated: Path, first_run) -> None:
     warehouse, first = first_run
-    second = run_and_keep(generated, warehouse, generated.parent.parent / "second_run")
+    second = run_and_keep(generated, warehouse, warehouse.parent / "second_run")
     problems = warehouse_differences(first, second, RUN_METADATA)
     assert problems == [], "\n".join(problems)
     assert export_differences(first, second) == []
@@ -308,7 +287,7 @@ def test_rerun_and_shuffled_row_order_at_scale(tmp_path_factory) -> None:
     """The two properties on 3,000 persons (EM then aggregates on several threads) with more
     shuffles: about two minutes."""
     root = tmp_path_factory.mktemp("determinism_slow")
-    registry = _generate(root / "input", persons=3000, seed=23)
+    registry = write_e2e_input(root / "input", persons=3000, seed=23)
     baseline = run_and_keep(registry, root / "warehouse", root / "baseline")
     rerun = run_and_keep(registry, root / "warehouse", root / "rerun")
     problems = warehouse_differences(baseline, rerun, RUN_METADATA)

@@ -27,6 +27,7 @@ from cdi_pipeline.defs.incremental.sensors import (
     PUBLISH_SENSOR,
 )
 from cdi_pipeline.defs.jobs.jobs import PUBLISH_REFRESH
+from cdi_pipeline_tests.warehouse_state import run_job
 
 HELD_BACK = {"crm_contacts": 12, "support_tickets": 15, "webshop_orders": 10}
 
@@ -58,9 +59,7 @@ def sites(tmp_path_factory):
             delimiter = ";" if name == "crm_contacts" else ","
             incoming[name] = ("csv", _split_csv(reduced / "input" / "sources" / f"{name}.csv",
                                                 rows, delimiter, "utf-8"))
-    defs = build_definitions(reduced / "input" / "sources.yaml", reduced / "warehouse")
-    result = defs.resolve_job_def("full_refresh").execute_in_process(raise_on_error=False)
-    assert result.success
+    assert run_job(reduced / "input" / "sources.yaml", reduced / "warehouse").success
     return base, full, reduced, incoming
 
 
@@ -107,8 +106,8 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
             f"incoming/{n}/batch1.{'parquet' if k == 'parquet' else 'csv'}"
             for n, (k, _) in incoming.items()
         )
-        result = defs.resolve_job_def(INCREMENTAL_REFRESH).execute_in_process(
-            run_config=requests[0].run_config, instance=instance, raise_on_error=False)
+        result = run_job(inc / "input" / "sources.yaml", inc / "warehouse", INCREMENTAL_REFRESH,
+                         run_config=requests[0].run_config, instance=instance)
         failures = [e.event_specific_data.error.to_string()[-3000:] for e in result.all_events
                     if e.event_type_value == "STEP_FAILURE"]
         assert result.success, failures
@@ -120,8 +119,8 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
             dagster_instance=instance, dagster_run=result.dagster_run,
         ))
         assert republish.tags[AFTER_RUN_TAG] == result.run_id
-        assert defs.resolve_job_def(PUBLISH_REFRESH).execute_in_process(
-            instance=instance, tags=republish.tags, raise_on_error=False).success
+        assert run_job(inc / "input" / "sources.yaml", inc / "warehouse", PUBLISH_REFRESH,
+                       instance=instance, tags=republish.tags).success
         # A publish run not yet started will read the newest warehouse: no second one.
         waiting = instance.create_run_for_job(defs.resolve_job_def(PUBLISH_REFRESH))
         again = publish_sensor(dg.build_run_status_sensor_context(
@@ -162,8 +161,7 @@ def test_incremental_refresh_equals_a_full_rebuild(sites, tmp_path: Path) -> Non
         suffix = "parquet" if name == "webshop_orders" else "csv"
         shutil.copy(full / "sources" / f"{name}.{suffix}",
                     rebuilt / "input" / "sources" / f"{name}.{suffix}")
-    defs = build_definitions(rebuilt / "input" / "sources.yaml", rebuilt / "warehouse")
-    assert defs.resolve_job_def("full_refresh").execute_in_process(raise_on_error=False).success
+    assert run_job(rebuilt / "input" / "sources.yaml", rebuilt / "warehouse").success
     expected = _xref(rebuilt)
 
     joined = after.join(expected, on=["source", "source_record_id"], how="full",
@@ -230,7 +228,6 @@ def test_sensor_retries_a_failed_batch_a_few_times_then_waits(
         "C7;Kees;Smit;01-02-1970;kees@example.com;0611111111\n", encoding="utf-8")
     defs = build_definitions(small_registry, tmp_path / "warehouse")
     sensor = defs.resolve_sensor_def(INCOMING_SENSOR)
-    job = defs.resolve_job_def(INCREMENTAL_REFRESH)
     keys = []
     with dg.instance_for_test() as instance:
         for _ in range(MAX_ATTEMPTS):
@@ -238,8 +235,8 @@ def test_sensor_retries_a_failed_batch_a_few_times_then_waits(
                                                                 definitions=defs))
             [request] = tick.run_requests
             keys.append(request.run_key)
-            result = job.execute_in_process(run_config=request.run_config, instance=instance,
-                                            tags=request.tags, raise_on_error=False)
+            result = run_job(small_registry, tmp_path / "warehouse", INCREMENTAL_REFRESH,
+                             run_config=request.run_config, instance=instance, tags=request.tags)
             assert not result.success
         tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert len(set(keys)) == MAX_ATTEMPTS

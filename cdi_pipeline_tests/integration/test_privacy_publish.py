@@ -1,7 +1,7 @@
 """The analyst file, erasure and the quarterly refresh, with real Dagster runs.
 
-One module-scoped full refresh on a generated source set is the baseline; each test copies it
-to its own folder when it changes anything.
+The session's full refresh of the generated set (generated_site) is the baseline; each test
+copies it to its own folder when it changes anything.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from cdi_pipeline.datagen import generate
 from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.jobs.jobs import (
     QUARTERLY_REFRESH,
@@ -31,32 +30,26 @@ from cdi_pipeline.lib.governance.erasure import ErasureRequestError, read_reques
 from cdi_pipeline.lib.matching.model_store import model_version
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN
 from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE, STORAGE_VERSION
-from cdi_pipeline_tests.warehouse_state import query, traces
+from cdi_pipeline_tests.warehouse_state import (
+    GENERATED_PERSONS,
+    Site,
+    query,
+    run_job,
+    succeeded,
+    traces,
+)
 
-PERSONS = 300
+PERSONS = GENERATED_PERSONS
 
 
-def _refresh(root: Path, job: str = "full_refresh", run_config: dict | None = None):
-    defs = build_definitions(root / "input" / "sources.yaml", root / "warehouse")
-    result = defs.resolve_job_def(job).execute_in_process(
-        raise_on_error=False, run_config=run_config or {}
-    )
-    failures = [
-        f"{e.step_key}: {e.event_specific_data.error.to_string()[-1500:]}"
-        for e in result.all_events if e.event_type_value == "STEP_FAILURE"
-    ]
-    assert result.success, failures
-    return result
+def _paths(root: Path) -> tuple[Path, Path]:
+    """A site folder's registry and warehouse."""
+    return Site(root).registry, Site(root).warehouse
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("privacy") / "site"
-    generate(persons=PERSONS, seed=21, out_dir=root / "input", progress=False)
-    with (root / "input" / "sources.yaml").open("a", encoding="utf-8") as handle:
-        handle.write("max_rejected_share: 0.2\n")
-    _refresh(root)
-    return root
+def site(generated_site: Site) -> Path:
+    return generated_site.root
 
 
 def _copy(site: Path, tmp_path: Path) -> Path:
@@ -130,7 +123,7 @@ def test_open_analyst_connection_neither_blocks_nor_sees_a_half_state(
         crm = root / "input" / "sources" / "crm_contacts.csv"
         lines = crm.read_text(encoding="utf-8").splitlines(keepends=True)
         crm.write_text("".join(lines[:-40]), encoding="utf-8")
-        _refresh(root)
+        succeeded(run_job(*_paths(root)))
     finally:
         stop.set()
         reader.join()
@@ -163,7 +156,7 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
     (root / "input" / "governance" / "erasure_requests.csv").write_text(
         "request_id,identifier_type,value,requested_on\n"
         f"ER-7,email,{email.upper()},2026-11-30\n", encoding="utf-8")
-    _refresh(root)
+    succeeded(run_job(*_paths(root)))
     assert traces(warehouse, needles) == []
     receipts = dict(query(warehouse / "cdi.duckdb",
                            "SELECT item, rows_removed FROM governance.erasure_receipts"))
@@ -173,7 +166,7 @@ def test_erasure_removes_every_trace_and_a_reload_does_not_bring_it_back(
                       [customer_id])
     # The same source files again: suppression keeps the person out, and the request is
     # not carried out twice.
-    _refresh(root)
+    succeeded(run_job(*_paths(root)))
     assert traces(warehouse, needles) == []
     runs = query(warehouse / "cdi.duckdb",
                   "SELECT count(DISTINCT run_id) FROM governance.erasure_receipts")
@@ -217,7 +210,7 @@ def test_quarterly_schedule_is_pinned_and_keeps_snapshots(site: Path, tmp_path: 
     assert not any(k.startswith(("raw/", "cleaned/", "matching/")) for k in selected)
 
     root = _copy(site, tmp_path)
-    _refresh(root, QUARTERLY_REFRESH, request.run_config)
+    succeeded(run_job(*_paths(root), QUARTERLY_REFRESH, run_config=request.run_config))
     db = root / "warehouse" / "cdi.duckdb"
     quarters = query(db, "SELECT quarter, count(*) FROM enrichment.customer_snapshots "
                       "GROUP BY quarter ORDER BY quarter")

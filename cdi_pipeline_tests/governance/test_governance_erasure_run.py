@@ -22,7 +22,7 @@ from cdi_pipeline.lib.privacy import key_fingerprint
 from cdi_pipeline.lib.registry import load_registry
 from cdi_pipeline.lib.storage import TableWrite, read_table, replace_tables
 
-REGISTRY = Path(__file__).resolve().parents[1] / "data" / "sources.yaml"
+REGISTRY = Path(__file__).resolve().parents[2] / "data" / "sources.yaml"
 KEY = "k" * 32
 NOW = datetime(2026, 12, 1, 9, 0)
 

@@ -11,26 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdi_pipeline.datagen.minimal import generate_minimal
-from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.lib.matching.model_store import load_current_model
+from cdi_pipeline_tests.warehouse_state import Site
+from cdi_pipeline_tests.warehouse_state import checks as _checks
 
 
 @pytest.fixture(scope="module")
-def minimal_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minimal")
-    generate_minimal(persons=600, seed=3, out_dir=root / "input")
-    defs = build_definitions(root / "input" / "sources.yaml", root / "warehouse")
-    result = defs.resolve_job_def("full_refresh").execute_in_process(raise_on_error=False)
-    return root, result
-
-
-def _checks(result) -> dict:
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+def minimal_run(minimal_site: Site):
+    return minimal_site.root, minimal_site.result
 
 
 def test_minimal_source_set_runs_end_to_end(minimal_run) -> None:

@@ -1,11 +1,9 @@
-"""End to end: `dagster job execute` of full_refresh on a generated source set."""
+"""End to end: `dagster job execute` of full_refresh on a generated source set (the session's
+e2e_run)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -16,6 +14,7 @@ from cdi_pipeline.datagen import generate
 from cdi_pipeline.lib.cleaned.records import clean_source
 from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import load_registry
+from cdi_pipeline_tests.warehouse_state import RefreshRun
 
 INJECTED_RULES = {
     "email_invalid",
@@ -29,45 +28,17 @@ INJECTED_RULES = {
 
 
 @pytest.fixture(scope="module")
-def refreshed(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    root = tmp_path_factory.mktemp("e2e")
-    generate(persons=400, seed=11, out_dir=root / "input", progress=False)
-    # At 400 persons the injected unusable tickets (only a SQL-junk name) are 5.1% of the
-    # support desk, just over the 5% default gate this test is not about.
-    registry = root / "input" / "sources.yaml"
-    registry.write_text(
-        registry.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n", encoding="utf-8"
-    )
-    env = {
-        **os.environ,
-        "CDI_SOURCES": str(root / "input" / "sources.yaml"),
-        "CDI_WAREHOUSE_DIR": str(root / "warehouse"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-    }
-    (root / "dagster_home").mkdir()
-    bin_dir = Path(sys.executable).parent
-    proc = subprocess.run(
-        [
-            str(bin_dir / "dagster"),
-            "job",
-            "execute",
-            "-m",
-            "cdi_pipeline.definitions",
-            "-j",
-            "full_refresh",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return root, root / "warehouse" / "cdi.duckdb", proc
+def refreshed(e2e_run) -> tuple[Path, Path, RefreshRun]:
+    """The session's `dagster job execute` of full_refresh on the end-to-end shape (400
+    generated persons, one erasure request)."""
+    ws = e2e_run.workspace
+    return ws.warehouse.parent, ws.database, e2e_run.run
 
 
 def test_full_refresh_succeeds(refreshed) -> None:
-    _, db, proc = refreshed
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "RUN_SUCCESS" in proc.stdout + proc.stderr
+    _, db, run = refreshed
+    assert run.returncode == 0, run.log[-4000:]
+    assert "RUN_SUCCESS" in run.log
     assert db.exists()
 
 
@@ -140,8 +111,8 @@ def test_behavioural_events_are_conserved(refreshed) -> None:
 
 
 def test_golden_segments_and_exports_agree(refreshed) -> None:
-    root, db, proc = refreshed
-    log = proc.stdout + proc.stderr
+    root, db, run = refreshed
+    log = run.log
     for check in ("one_row_per_customer", "lineage_complete", "every_customer_segmented",
                   "only_contactable_exported"):
         assert f"Asset check '{check}'" in log and f"'{check}' on" in log

@@ -14,9 +14,9 @@ import dagster as dg
 import duckdb
 
 from cdi_pipeline.bench_accuracy import every_record, febrl3
-from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.lib.matching.evaluation import read_truth, score_clusters
 from cdi_pipeline.lib.registry import load_registry
+from cdi_pipeline_tests.warehouse_state import run_job
 
 
 def test_febrl3_full_refresh_runs_and_matches(tmp_path: Path) -> None:
@@ -24,9 +24,7 @@ def test_febrl3_full_refresh_runs_and_matches(tmp_path: Path) -> None:
     text = registry.read_text(encoding="utf-8")
     assert "matching:" not in text and "gates:" not in text  # field mappings only
     warehouse = tmp_path / "warehouse"
-    result = build_definitions(registry, warehouse).resolve_job_def(
-        "full_refresh"
-    ).execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = run_job(registry, warehouse, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
     try:

@@ -1,9 +1,9 @@
 """The matching layer on Spark (local mode) through Splink's SparkAPI.
 
-One generated source set is refreshed twice, with the default DuckDB backend and with
-`matching: {backend: spark}`: the Spark run must map every record once, train its model,
-and cluster the records nearly as the DuckDB run does. Spark needs Java 17+; without it the
-test fails (it is never skipped).
+One generated source set is refreshed twice, with the default DuckDB backend (the session's
+generated_site) and with `matching: {backend: spark}`: the Spark run must map every record
+once, train its model, and cluster the records nearly as the DuckDB run does. Spark needs
+Java 17+; without it the test fails (it is never skipped).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import polars as pl
 import pytest
 import yaml
 
-from cdi_pipeline.datagen import generate
-from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.keys import MODEL
 from cdi_pipeline.lib.matching.backends import running_spark_session
 from cdi_pipeline.lib.matching.evaluation import score_clusters
+from cdi_pipeline_tests.warehouse_state import Site, run_job
 
 # About a minute (JVM start-up and Splink's many small Spark jobs): part of `make test`,
 # because the Spark path is only real if every change runs it.
@@ -50,11 +49,6 @@ def _require_spark() -> None:
         pytest.fail(f"`{java} -version` failed: {version.stderr.strip()}")
 
 
-def _refresh(registry: Path, warehouse: Path) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(registry, warehouse)
-    return defs.resolve_job_def("full_refresh").execute_in_process(raise_on_error=False)
-
-
 def _xref(warehouse: Path) -> pl.DataFrame:
     con = duckdb.connect(str(warehouse / "cdi.duckdb"), read_only=True)
     try:
@@ -65,27 +59,22 @@ def _xref(warehouse: Path) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(generated_site: Site, tmp_path_factory):
     """(duckdb warehouse, duckdb result, spark warehouse, spark result, spark seconds)."""
     _require_spark()
     spark_was_running = running_spark_session() is not None
+    duckdb_warehouse, duckdb_result = generated_site.warehouse, generated_site.result
+
+    # The same source set with the Spark backend, in a folder of its own.
     root = tmp_path_factory.mktemp("matching_spark")
-    generate(persons=300, seed=7, out_dir=root / "input", progress=False)
+    shutil.copytree(generated_site.input, root / "input")
     registry = root / "input" / "sources.yaml"
     data = yaml.safe_load(registry.read_text(encoding="utf-8"))
-    # At this size the generator's injected unidentifiable records are ~6% of one source,
-    # over the 5% default gate; this test is about matching, not that gate.
-    data["max_rejected_share"] = 0.15
-    registry.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-    duckdb_warehouse = root / "warehouse_duckdb"
-    duckdb_result = _refresh(registry, duckdb_warehouse)
-
     data["matching"] = {**(data.get("matching") or {}), "backend": "spark"}
     registry.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     spark_warehouse = root / "warehouse_spark"
     started = time.monotonic()
-    spark_result = _refresh(registry, spark_warehouse)
+    spark_result = run_job(registry, spark_warehouse)
     spark_seconds = time.monotonic() - started
     print(f"\nfull refresh on the Spark backend: {spark_seconds:.1f}s wall time")
     yield duckdb_warehouse, duckdb_result, spark_warehouse, spark_result, spark_seconds

@@ -15,19 +15,10 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.lib.cleaned import batch as cleaned_batch
 from cdi_pipeline.lib.contracts import failure_summary
-
-LAYERS = ("raw", "cleaned", "quality")
-
-
-def _run(registry: Path, warehouse: Path) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(registry, warehouse)
-    keys = [k for k in defs.resolve_all_asset_keys() if k.path[0] in LAYERS]
-    return defs.resolve_job_def("full_refresh").execute_in_process(
-        asset_selection=keys, raise_on_error=False
-    )
+from cdi_pipeline_tests.conftest import SMALL_SET_LAYERS
+from cdi_pipeline_tests.warehouse_state import Site, run_job
 
 
 def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
@@ -39,8 +30,9 @@ def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluat
     return next(e for e in evaluations if e.check_name == name)
 
 
-def test_clean_batch_passes_every_gate(small_registry: Path, warehouse_dir: Path) -> None:
-    result = _run(small_registry, warehouse_dir)
+def test_clean_batch_passes_every_gate(small_site: Site) -> None:
+    # The session's build of the small set is this run.
+    result = small_site.result
     assert result.success
     assert _check(result, "rejected_share").passed
     assert _check(result, "conservation").passed
@@ -53,7 +45,7 @@ def test_rejected_share_over_limit_blocks_downstream(
     crm = small_registry.parent / "sources" / "crm.csv"
     # One record of four with nothing identifying: 25% held back, above the 5% default.
     crm.write_text(crm.read_text() + "C4;;;;;;\n", encoding="utf-8")
-    result = _run(small_registry, warehouse_dir)
+    result = run_job(small_registry, warehouse_dir, layers=SMALL_SET_LAYERS)
     assert not result.success
     check = _check(result, "rejected_share")
     assert not check.passed
@@ -63,9 +55,12 @@ def test_rejected_share_over_limit_blocks_downstream(
 
 
 def test_a_lost_row_in_a_later_source_leaves_the_previous_tables(
-    small_registry: Path, warehouse_dir: Path, monkeypatch
+    small_site: Site, tmp_path: Path, monkeypatch
 ) -> None:
-    assert _run(small_registry, warehouse_dir).success
+    # A copy of the session's successful build of the small set is the previous state.
+    assert small_site.result.success
+    site = small_site.copy_to(tmp_path / "site")
+    small_registry, warehouse_dir = site.registry, site.warehouse
     before = _table(warehouse_dir, "cleaned.customer_records")
     real = cleaned_batch.clean_source
 
@@ -77,7 +72,7 @@ def test_a_lost_row_in_a_later_source_leaves_the_previous_tables(
         return result
 
     monkeypatch.setattr(cleaned_batch, "clean_source", losing_a_row)
-    result = _run(small_registry, warehouse_dir)
+    result = run_job(small_registry, warehouse_dir, layers=SMALL_SET_LAYERS)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "rows were lost in cleaning" in failure.event_specific_data.error.to_string()
@@ -108,7 +103,7 @@ def test_check_examples_show_held_back_values_by_shape_only(
     # values appear there by shape, while cleaned.quarantine keeps them (and erasure reaches it).
     crm = small_registry.parent / "sources" / "crm.csv"
     crm.write_text(crm.read_text() + "C4;;;;Jan.Smit@@example;;\n", encoding="utf-8")
-    result = _run(small_registry, warehouse_dir)
+    result = run_job(small_registry, warehouse_dir, layers=SMALL_SET_LAYERS)
     examples = _check(result, "rejected_share").metadata["examples"].value
     assert "C4" in examples
     assert "Aaa.Aaaa@@aaaaaaa" in examples

@@ -99,7 +99,7 @@ def test_same_bytes_in_another_process(tmp_path):
         subprocess.run(
             [sys.executable, "-c", script, str(tmp_path / hash_seed)],
             env={**os.environ, "PYTHONHASHSEED": hash_seed},
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
             check=True,
         )
     assert _files(tmp_path / "1") == _files(tmp_path / "2")

@@ -1,25 +1,21 @@
 """The matching layer end to end with real Dagster runs on a generated source set.
 
-One full refresh builds the baseline (module-scoped); each scenario copies its input folder
-and warehouse to a fresh folder and runs again there, so the scenarios cannot disturb each
-other and the expensive first run (with model training) happens once.
+The session's full refresh of the generated set (generated_site) is the baseline; each
+scenario copies its input folder and warehouse to a fresh folder and runs again there, so the
+scenarios cannot disturb each other and the expensive first run (with model training) happens
+once.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
-from cdi_pipeline.datagen import generate
-from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.keys import MODEL
 from cdi_pipeline.lib.matching import visualisations
 from cdi_pipeline.lib.matching.backends import BackendConfig, open_backend
@@ -30,73 +26,18 @@ from cdi_pipeline.lib.matching.model import ModelRejected
 from cdi_pipeline.lib.matching.model_store import load_current_model
 from cdi_pipeline.lib.matching.scoring import score_pairs
 from cdi_pipeline.lib.matching.spec import derive_spec
+from cdi_pipeline_tests.warehouse_state import ASSET_JOB, GENERATED_PERSONS, Site, run_job
+from cdi_pipeline_tests.warehouse_state import checks as _checks
+from cdi_pipeline_tests.warehouse_state import failures as _failures
 
-PERSONS = 350
-SEED = 5
+PERSONS = GENERATED_PERSONS
 MATCHING_CHECKS = {"model_sanity", "cluster_size", "linked_share", "overrides_honoured",
                    "every_record_mapped"}
-
-
-@dataclass(frozen=True)
-class Site:
-    """A registry folder and a warehouse folder that belong together."""
-
-    root: Path
-
-    @property
-    def registry(self) -> Path:
-        return self.root / "input" / "sources.yaml"
-
-    @property
-    def warehouse(self) -> Path:
-        return self.root / "warehouse"
-
-    @property
-    def models(self) -> Path:
-        return self.warehouse / "models"
-
-    def copy_to(self, target: Path) -> Site:
-        shutil.copytree(self.root, target)
-        return Site(target)
-
-    def query(self, sql: str) -> pl.DataFrame:
-        con = duckdb.connect(str(self.warehouse / "cdi.duckdb"), read_only=True)
-        try:
-            return con.sql(sql).pl()
-        finally:
-            con.close()
-
-    def xref(self) -> pl.DataFrame:
-        return self.query(
-            "SELECT source, source_record_id, customer_id, cluster_size FROM matching.customer_xref"
-        ).sort("source", "source_record_id")
-
-
-def _refresh(site: Site) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(site.registry, site.warehouse)
-    return defs.resolve_job_def("full_refresh").execute_in_process(raise_on_error=False)
-
-
-def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
 
 
 def _model_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
     (materialization,) = result.asset_materializations_for_node("matching__model")
     return {k: v.value for k, v in materialization.metadata.items()}
-
-
-def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    # The whole error: its message sits above a stack trace whose depth follows the code.
-    return [
-        f"{e.step_key}: {e.event_specific_data.error.to_string()}"
-        for e in result.all_events
-        if e.event_type_value == "STEP_FAILURE"
-    ]
 
 
 def _assert_matching_checks_pass(result: dg.ExecuteInProcessResult) -> None:
@@ -108,16 +49,9 @@ def _assert_matching_checks_pass(result: dg.ExecuteInProcessResult) -> None:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory) -> Iterator[tuple[Site, dg.ExecuteInProcessResult]]:
-    site = Site(tmp_path_factory.mktemp("matching") / "site")
-    generate(persons=PERSONS, seed=SEED, out_dir=site.root / "input", progress=False)
-    # These tests are about matching, not about the cleaned layer's reject gate: at a few
-    # hundred persons the generator's injected rejects can cross the 5% default by chance.
-    with site.registry.open("a", encoding="utf-8") as handle:
-        handle.write("max_rejected_share: 0.2\n")
-    result = _refresh(site)
-    _assert_matching_checks_pass(result)
-    yield site, result
+def first_run(generated_site: Site) -> tuple[Site, dg.ExecuteInProcessResult]:
+    _assert_matching_checks_pass(generated_site.result)
+    return generated_site, generated_site.result
 
 
 def test_first_run_maps_every_cleaned_record_once(first_run) -> None:
@@ -153,7 +87,7 @@ def test_rerun_on_unchanged_input_is_stable(first_run, tmp_path: Path) -> None:
     site = base.copy_to(tmp_path / "site")
     before = site.xref()
     history_before = site.query("SELECT * FROM matching.id_history ORDER BY ALL")
-    second = _refresh(site)
+    second = run_job(site.registry, site.warehouse)
     _assert_matching_checks_pass(second)
     after = site.xref()
     assert after.select("source", "source_record_id", "customer_id").equals(
@@ -197,7 +131,7 @@ def test_deleted_records_leave_every_other_id_alone(first_run, tmp_path: Path) -
     assert kept.height == rows.height - gone.height
     kept.write_parquet(path)
 
-    result = _refresh(site)
+    result = run_job(site.registry, site.warehouse)
     _assert_matching_checks_pass(result)
     after = site.xref()
     remaining = before.join(gone, on=["source", "source_record_id"], how="anti")
@@ -255,7 +189,7 @@ def test_steward_overrides_win(first_run, tmp_path: Path) -> None:
         f"must_link,{side(pair.head(1))},{side(single)},tester,same person,2026-10-02\n",
         encoding="utf-8",
     )
-    result = _refresh(site)
+    result = run_job(site.registry, site.warehouse)
     _assert_matching_checks_pass(result)
     honoured = _checks(result)["overrides_honoured"]
     assert honoured.passed and honoured.metadata["overrides"].value == 2
@@ -313,13 +247,9 @@ def test_model_trained_on_bad_rules_is_rejected(first_run, tmp_path: Path) -> No
     # sees agrees on them (the collapse seen at a million records started from this rule).
     with site.registry.open("a", encoding="utf-8") as handle:
         handle.write("matching:\n  training_rules: [[first_name_canonical, last_name_key]]\n")
-    defs = build_definitions(site.registry, site.warehouse)
-    job = defs.resolve_implicit_global_asset_job_def()
     with pytest.raises(ModelRejected, match="implausible and was not promoted") as info:
-        job.execute_in_process(
-            asset_selection=[MODEL],
-            run_config={"ops": {"matching__model": {"config": {"retrain": True}}}},
-        )
+        run_job(site.registry, site.warehouse, ASSET_JOB, assets=[MODEL], raise_on_error=True,
+                run_config={"ops": {"matching__model": {"config": {"retrain": True}}}})
     assert re.search(r"first_name: '[^']+' has no trained m", str(info.value))
     assert re.search(r"last_name: '[^']+' has no trained m", str(info.value))
     assert pointer.read_bytes() == current
@@ -335,7 +265,7 @@ def test_comparison_budget_stops_the_run_before_predicting(first_run, tmp_path: 
     pairs_before = site.query("SELECT count(*) AS n FROM matching.pairs").item()
     with site.registry.open("a", encoding="utf-8") as handle:
         handle.write("matching:\n  max_comparisons_per_record: 0.01\n")
-    result = _refresh(site)
+    result = run_job(site.registry, site.warehouse)
     assert not result.success
     failures = "\n".join(_failures(result))
     assert "ComparisonBudgetExceeded" in failures
@@ -349,7 +279,7 @@ def test_oversized_clusters_fail_the_blocking_size_check(first_run, tmp_path: Pa
     site = base.copy_to(tmp_path / "site")
     with site.registry.open("a", encoding="utf-8") as handle:
         handle.write("matching:\n  max_cluster_size: 2\n")
-    result = _refresh(site)
+    result = run_job(site.registry, site.warehouse)
     check = _checks(result)["cluster_size"]
     assert not check.passed
     assert check.metadata["oversized_clusters"].value > 0
@@ -378,18 +308,16 @@ def test_missing_frozen_term_frequencies_fail_clearly(first_run, tmp_path: Path)
     site = base.copy_to(tmp_path / "site")
     (tf_dir,) = site.models.glob("match_model_*.tf")
     shutil.rmtree(tf_dir)
-    defs = build_definitions(site.registry, site.warehouse)
-    job = defs.resolve_implicit_global_asset_job_def()
     # Matching alone refuses the damaged model: silently recomputing the frequencies from
     # today's data would move scores and customer ids.
     with pytest.raises(Exception, match="term-frequency tables") as info:
-        job.execute_in_process(asset_selection=[
+        run_job(site.registry, site.warehouse, ASSET_JOB, raise_on_error=True, assets=[
             dg.AssetKey(["matching", n]) for n in ("pairs", "review_queue", "clusters")
         ] + [dg.AssetKey(["golden", n]) for n in ("customer_xref", "id_history",
                                                    "customer_id_map")])
     assert str(tf_dir) in str(info.value) and "retrain" in str(info.value)
     # The model asset replaces it: a full refresh retrains and succeeds.
-    result = _refresh(site)
+    result = run_job(site.registry, site.warehouse)
     _assert_matching_checks_pass(result)
     metadata = _model_metadata(result)
     assert metadata["retrained"] is True
@@ -490,10 +418,9 @@ def test_golden_records_in_passes_equal_one_pass(first_run, tmp_path: Path) -> N
     passes = site.copy_to(tmp_path / "passes")
     with passes.registry.open("a", encoding="utf-8") as handle:
         handle.write("golden:\n  batch_customers: 37\n")
-    defs = build_definitions(passes.registry, passes.warehouse)
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=[dg.AssetKey(["golden", "customers"]),
-                         dg.AssetKey(["golden", "field_lineage"])])
+    result = run_job(passes.registry, passes.warehouse, ASSET_JOB, raise_on_error=True,
+                     assets=[dg.AssetKey(["golden", "customers"]),
+                             dg.AssetKey(["golden", "field_lineage"])])
     (materialization,) = result.asset_materializations_for_node("golden_customers")[:1]
     customers = site.query("SELECT count(*) AS n FROM golden.customers").item()
     assert materialization.metadata["survivorship_passes"].value == -(-customers // 37)

@@ -17,7 +17,7 @@ from cdi_pipeline.lib.governance.erasure import (
 )
 from cdi_pipeline.lib.registry import load_registry
 
-REGISTRY = Path(__file__).resolve().parents[1] / "data" / "sources.yaml"
+REGISTRY = Path(__file__).resolve().parents[2] / "data" / "sources.yaml"
 KEY = "k" * 32
 
 

@@ -158,7 +158,7 @@ def test_nicknames_share_canonical() -> None:
 
 
 def test_nickname_table_is_clean() -> None:
-    path = Path(__file__).parents[1] / "cdi_pipeline/lib/standardise/data/nicknames.csv"
+    path = Path(__file__).parents[2] / "cdi_pipeline/lib/standardise/data/nicknames.csv"
     with path.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) >= 80

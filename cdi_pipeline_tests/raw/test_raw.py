@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
-from cdi_pipeline.defs.raw.assets import build_raw_assets
-from cdi_pipeline.defs.shared.resources import WarehouseResource
-from cdi_pipeline.lib.registry import load_registry
+from cdi_pipeline_tests.warehouse_state import Site, run_job
 
-
-def _materialize(registry_file: Path, warehouse_dir: Path, raise_on_error: bool = True):
-    registry = load_registry(registry_file)
-    return dg.materialize(
-        build_raw_assets(registry),
-        resources={"warehouse": WarehouseResource(directory=str(warehouse_dir))},
-        raise_on_error=raise_on_error,
-    )
+RAW = ("raw",)  # the raw layer's assets of full_refresh
 
 
 def _table(warehouse_dir: Path, name: str) -> pl.DataFrame:
@@ -31,8 +21,9 @@ def _table(warehouse_dir: Path, name: str) -> pl.DataFrame:
         con.close()
 
 
-def test_each_format_loads_with_lineage(small_registry: Path, warehouse_dir: Path) -> None:
-    result = _materialize(small_registry, warehouse_dir)
+def test_each_format_loads_with_lineage(small_site: Site) -> None:
+    # The session's build of the small set: its raw layer is what a raw-only run writes.
+    result, warehouse_dir = small_site.result, small_site.warehouse
     assert result.success
     crm = _table(warehouse_dir, "crm")
     assert crm.height == 3
@@ -91,13 +82,15 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_file_fails_clearly_and_keeps_previous_table(
-    small_registry: Path, warehouse_dir: Path, case: str
+    small_site: Site, tmp_path: Path, case: str
 ) -> None:
-    _materialize(small_registry, warehouse_dir)
+    # A copy of the session's built small set is the previous state.
+    site = small_site.copy_to(tmp_path / "site")
+    small_registry, warehouse_dir = site.registry, site.warehouse
     before = _table(warehouse_dir, "crm")
     content, pattern = BAD_FILES[case]
     _break_crm(small_registry, content)
-    result = _materialize(small_registry, warehouse_dir, raise_on_error=False)
+    result = run_job(small_registry, warehouse_dir, layers=RAW)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.error.cause.message
@@ -109,14 +102,14 @@ def test_bad_file_fails_clearly_and_keeps_previous_table(
 def test_missing_file_names_the_registry_key(small_registry: Path, warehouse_dir: Path) -> None:
     (small_registry.parent / "sources" / "shop.jsonl").unlink()
     with pytest.raises(Exception, match=r"source 'shop': file .*shop.jsonl does not exist"):
-        _materialize(small_registry, warehouse_dir)
+        run_job(small_registry, warehouse_dir, layers=RAW, raise_on_error=True)
 
 
 def test_broken_json_line_is_located(small_registry: Path, warehouse_dir: Path) -> None:
     path = small_registry.parent / "sources" / "shop.jsonl"
     path.write_text(path.read_text() + '{"accountId": "W3", "firstName": \n', encoding="utf-8")
     with pytest.raises(Exception, match=r"shop.jsonl line 3 is not valid JSON"):
-        _materialize(small_registry, warehouse_dir)
+        run_job(small_registry, warehouse_dir, layers=RAW, raise_on_error=True)
 
 
 def test_bom_and_windows_1252_files_load(small_registry: Path, warehouse_dir: Path) -> None:
@@ -125,12 +118,12 @@ def test_bom_and_windows_1252_files_load(small_registry: Path, warehouse_dir: Pa
     crm = small_registry.parent / "sources" / "crm.csv"
     text = crm.read_text(encoding="utf-8")
     crm.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    _materialize(small_registry, warehouse_dir)
+    run_job(small_registry, warehouse_dir, layers=RAW, raise_on_error=True)
     assert _table(warehouse_dir, "crm").columns[0] == "contactnummer"
 
     crm.write_bytes(text.encode("windows-1252"))
     data = yaml.safe_load(small_registry.read_text())
     data["sources"][0]["options"]["encoding"] = "windows-1252"
     small_registry.write_text(yaml.safe_dump(data))
-    _materialize(small_registry, warehouse_dir)
+    run_job(small_registry, warehouse_dir, layers=RAW, raise_on_error=True)
     assert _table(warehouse_dir, "crm")["voornaam"].to_list()[2] == "Zoë"
