@@ -312,8 +312,8 @@ def test_missing_frozen_term_frequencies_fail_clearly(first_run, tmp_path: Path)
     # today's data would move scores and customer ids.
     with pytest.raises(Exception, match="term-frequency tables") as info:
         run_job(site.registry, site.warehouse, ASSET_JOB, raise_on_error=True, assets=[
-            dg.AssetKey(["matching", n]) for n in ("pairs", "review_queue", "clusters")
-        ] + [dg.AssetKey(["golden", n]) for n in ("customer_xref", "id_history",
+            dg.AssetKey(["matching", n]) for n in ("pairs", "review_queue", "clusters",
+                                                   "customer_xref", "id_history",
                                                    "customer_id_map")])
     assert str(tf_dir) in str(info.value) and "retrain" in str(info.value)
     # The model asset replaces it: a full refresh retrains and succeeds.
