@@ -140,12 +140,12 @@ def test_tables_of_an_earlier_layout_move_to_their_layer_once_and_whole(tmp_path
     moves to `matching` with its rows; a table already in its new place is left alone."""
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE SCHEMA golden; CREATE SCHEMA segments; CREATE SCHEMA enrichment")
-    con.execute("CREATE TABLE matching.customer_xref AS SELECT 'crm' AS source, '1' AS "
+    con.execute("CREATE TABLE golden.customer_xref AS SELECT 'crm' AS source, '1' AS "
                 "source_record_id, 'CUS000000001' AS customer_id")
-    con.execute("CREATE TABLE enrichment.customer_segment_snapshots AS SELECT 1 AS old")
+    con.execute("CREATE TABLE segments.customer_segment_snapshots AS SELECT 1 AS old")
     con.execute("CREATE TABLE enrichment.customer_segment_snapshots AS SELECT 2 AS new")
     moved = move_tables(con)
-    assert moved == ["matching.customer_xref -> matching.customer_xref"]
+    assert moved == ["golden.customer_xref -> matching.customer_xref"]
     assert con.sql("SELECT customer_id FROM matching.customer_xref").fetchall() == [
         ("CUS000000001",)]
     assert con.sql("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'golden'"
