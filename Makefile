@@ -11,6 +11,10 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export _RJEM_MALLOC_CONF ?= background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0
 PERSONS ?= 43000
 SEED ?= 7
+# pytest workers: the suite's integration runs are mostly single-threaded, so two share this
+# 2-core machine well. Tests that share an expensive fixture stay on one worker (xdist_group).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: install run test test-all ui data bench bench-accuracy clean
 
@@ -38,12 +42,12 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: install
 	$(BIN)/ruff check .
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 ui: install
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev

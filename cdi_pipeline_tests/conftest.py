@@ -12,6 +12,21 @@ import yaml
 
 from cdi_pipeline_tests.warehouse_state import Site, build_site, shared
 
+# Folders whose tests run whole pipelines: collected first, so that with several pytest workers
+# the long runs start early and the short unit tests fill the gaps at the end.
+LONG_RUNNING_FOLDERS = ("integration", "bench")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long-running folders first, each folder's own order kept (a stable sort)."""
+
+    def rank(item: pytest.Item) -> int:
+        folder = item.path.parent.name
+        return LONG_RUNNING_FOLDERS.index(folder) if folder in LONG_RUNNING_FOLDERS else 2
+
+    items.sort(key=rank)
+
+
 # The layers the small set can build: it is far too small to train a matching model.
 SMALL_SET_LAYERS = ("raw", "cleaned", "quality")
 

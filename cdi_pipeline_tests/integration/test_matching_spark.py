@@ -26,7 +26,9 @@ from cdi_pipeline.lib.matching.evaluation import score_clusters
 from cdi_pipeline_tests.warehouse_state import Site, run_job
 
 # About a minute (JVM start-up and Splink's many small Spark jobs): part of `make test`,
-# because the Spark path is only real if every change runs it.
+# because the Spark path is only real if every change runs it. Its tests share one Spark run,
+# so they stay on one pytest worker.
+pytestmark = pytest.mark.xdist_group("spark")
 
 def _require_spark() -> None:
     """Fail, loudly, when the Spark backend cannot run here."""

@@ -16,6 +16,9 @@ from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import load_registry
 from cdi_pipeline_tests.warehouse_state import RefreshRun
 
+# These tests read the session's one end-to-end run (e2e_run): one pytest worker builds it.
+pytestmark = pytest.mark.xdist_group("e2e_run")
+
 INJECTED_RULES = {
     "email_invalid",
     "phone_invalid",

@@ -48,6 +48,9 @@ from cdi_pipeline_tests.warehouse_state import (
     write_e2e_input,
 )
 
+# These tests read the session's one end-to-end run (e2e_run): one pytest worker builds it.
+pytestmark = pytest.mark.xdist_group("e2e_run")
+
 # Columns that describe where a row sat in its file and which file it came from: a shuffled
 # copy of a source has other row numbers, another hash and another path by construction.
 ROW_POSITION: dict[TableKey, frozenset[str]] = {
