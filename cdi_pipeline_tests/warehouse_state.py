@@ -101,6 +101,31 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
     }
 
 
+def materialized(result: dg.ExecuteInProcessResult) -> set[dg.AssetKey]:
+    """The assets the run materialized."""
+    return {e.asset_key for e in result.get_asset_materialization_events()}
+
+
+def published_outputs(warehouse: Path) -> dict[str, str]:
+    """What others read, byte for byte: the analyst file and the current activation set
+    (file name -> digest, and where the link points)."""
+    outputs = {}
+    analytics = warehouse / "analytics.duckdb"
+    if analytics.exists():
+        outputs["analytics.duckdb"] = hashlib.sha256(analytics.read_bytes()).hexdigest()
+    link = warehouse / "exports" / "activation"
+    if link.exists():
+        outputs["exports/activation ->"] = str(link.resolve())
+        outputs |= {f"exports/activation/{f.name}": hashlib.sha256(f.read_bytes()).hexdigest()
+                    for f in sorted(link.resolve().iterdir())}
+    return outputs
+
+
+def materialized_in(result: dg.ExecuteInProcessResult, layers: tuple[str, ...]) -> list[str]:
+    """Assets of `layers` the run materialized (none, when a gate held them back)."""
+    return sorted(k.to_user_string() for k in materialized(result) if k.path[0] in layers)
+
+
 # --- a site: a registry folder and the warehouse built from it ---------------------------------
 
 

@@ -19,7 +19,7 @@ JSON key whose own name leaks is named by its position instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,10 +371,14 @@ def _kinds_per_text(texts: Sequence[str]) -> list[list[str]]:
     return [[kind for kind in KINDS if row[kind]] for row in flags.iter_rows(named=True)]
 
 
-def _scan_lazy(name: str, frame: pl.LazyFrame) -> list[Leak]:
+def _scan_lazy(
+    name: str, frame: pl.LazyFrame, allowed: Mapping[str, Collection[str]] | None = None
+) -> list[Leak]:
     schema = frame.collect_schema()
     leaks: list[Leak] = []
     texts: dict[str, pl.Expr] = {}
+    # Kinds a column holds by design (an export's e-mail column): not findings there.
+    expected: dict[str, Collection[str]] = {}
     columns = schema.names()
     for position, (column, kinds) in enumerate(
         zip(columns, _kinds_per_text(columns), strict=True), start=1
@@ -383,6 +387,7 @@ def _scan_lazy(name: str, frame: pl.LazyFrame) -> list[Leak]:
         if schema[column] in (pl.String, pl.Categorical):
             label = f"column {position}" if kinds else column
             texts[f"{name}:{label}"] = pl.col(column).cast(pl.String)
+            expected[f"{name}:{label}"] = (allowed or {}).get(column, ())
     if not texts:
         return leaks
     valid = _valid_ibans(frame, list(texts.values()))
@@ -393,12 +398,19 @@ def _scan_lazy(name: str, frame: pl.LazyFrame) -> list[Leak]:
     ).collect().row(0)
     labels = [(location, kind) for location in texts for kind in KINDS]
     return leaks + [Leak(location, kind, rows)
-                    for (location, kind), rows in zip(labels, counts, strict=True) if rows]
+                    for (location, kind), rows in zip(labels, counts, strict=True)
+                    if rows and kind not in expected[location]]
 
 
-def scan_frame(name: str, frame: pl.DataFrame) -> list[Leak]:
-    """Every text column of a polars frame, and its column names; locations `<name>:<column>`."""
-    return _scan_lazy(name, frame.lazy())
+def scan_frame(
+    name: str, frame: pl.DataFrame, allowed: Mapping[str, Collection[str]] | None = None
+) -> list[Leak]:
+    """Every text column of a polars frame, and its column names; locations `<name>:<column>`.
+
+    `allowed` names the kinds a column holds by design (`{"email": {"email"}}` for an
+    export's contact column): those are not findings there, any other kind still is.
+    """
+    return _scan_lazy(name, frame.lazy(), allowed)
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -444,9 +456,12 @@ _READERS = {
 }
 
 
-def scan_folder(folder: Path) -> list[Leak]:
+def scan_folder(
+    folder: Path, allowed: Mapping[str, Collection[str]] | None = None
+) -> list[Leak]:
     """Every CSV, parquet and JSON file directly in a folder (an export, its manifest), and
-    the file names; locations `<file>:<column>`."""
+    the file names; locations `<file>:<column>`. `allowed` as for `scan_frame`, by column
+    name in every file."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _READERS)
     leaks: list[Leak] = []
     for position, (path, kinds) in enumerate(
@@ -454,5 +469,5 @@ def scan_folder(folder: Path) -> list[Leak]:
     ):
         leaks += [Leak(f"file name (file {position})", kind, 1) for kind in kinds]
         label = f"file {position}" if kinds else path.name
-        leaks += _scan_lazy(label, _READERS[path.suffix.lower()](path))
+        leaks += _scan_lazy(label, _READERS[path.suffix.lower()](path), allowed)
     return leaks

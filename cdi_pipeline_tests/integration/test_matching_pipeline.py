@@ -26,13 +26,24 @@ from cdi_pipeline.lib.matching.model import ModelRejected
 from cdi_pipeline.lib.matching.model_store import load_current_model
 from cdi_pipeline.lib.matching.scoring import score_pairs
 from cdi_pipeline.lib.matching.spec import derive_spec
-from cdi_pipeline_tests.warehouse_state import ASSET_JOB, GENERATED_PERSONS, Site, run_job
+from cdi_pipeline_tests.warehouse_state import (
+    ASSET_JOB,
+    GENERATED_PERSONS,
+    Site,
+    materialized_in,
+    published_outputs,
+    run_job,
+)
 from cdi_pipeline_tests.warehouse_state import checks as _checks
 from cdi_pipeline_tests.warehouse_state import failures as _failures
 
 PERSONS = GENERATED_PERSONS
 MATCHING_CHECKS = {"model_sanity", "cluster_size", "linked_share", "overrides_honoured",
                    "every_record_mapped"}
+
+
+# Every layer built from the matching layer's customer_xref.
+DOWNSTREAM_OF_MATCHING = ("golden", "segments", "enrichment", "published")
 
 
 def _model_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
@@ -277,6 +288,7 @@ def test_comparison_budget_stops_the_run_before_predicting(first_run, tmp_path: 
 def test_oversized_clusters_fail_the_blocking_size_check(first_run, tmp_path: Path) -> None:
     base, _ = first_run
     site = base.copy_to(tmp_path / "site")
+    published = published_outputs(site.warehouse)
     with site.registry.open("a", encoding="utf-8") as handle:
         handle.write("matching:\n  max_cluster_size: 2\n")
     result = run_job(site.registry, site.warehouse)
@@ -284,6 +296,9 @@ def test_oversized_clusters_fail_the_blocking_size_check(first_run, tmp_path: Pa
     assert not check.passed
     assert check.metadata["oversized_clusters"].value > 0
     assert "cluster_size" in check.metadata["cluster_size_distribution"].value
+    # Nothing is built from the oversized clusters, and what others read stays as it was.
+    assert materialized_in(result, DOWNSTREAM_OF_MATCHING) == []
+    assert published_outputs(site.warehouse) == published
 
 
 def test_explanation_charts_are_written_and_linked(first_run) -> None:

@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+import yaml
 
 from cdi_pipeline.definitions import build_definitions
 from cdi_pipeline.defs.jobs.jobs import (
@@ -26,6 +27,7 @@ from cdi_pipeline.defs.jobs.jobs import (
     QUARTERLY_SCHEDULE,
     dated_run_config,
 )
+from cdi_pipeline.defs.keys import ANALYTICS, CUSTOMER_SEGMENTS, SEGMENT_SUMMARY
 from cdi_pipeline.lib.governance.erasure import ErasureRequestError, read_requests
 from cdi_pipeline.lib.matching.model_store import model_version
 from cdi_pipeline.lib.privacy import UNMASKED_PATTERN
@@ -33,6 +35,9 @@ from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE, STORAGE_VERSION
 from cdi_pipeline_tests.warehouse_state import (
     GENERATED_PERSONS,
     Site,
+    checks,
+    failures,
+    materialized,
     query,
     run_job,
     succeeded,
@@ -98,6 +103,33 @@ def test_analytics_file_holds_no_unmasked_email_or_phone(site: Path) -> None:
     # No bytes of any identifier either (names of columns aside, values are what matter).
     data = analytics.read_bytes()
     assert [s for s in sorted(secrets)[:200] if s.encode() in data] == []
+
+
+def test_a_leak_in_free_text_fails_the_audit_and_keeps_the_published_file(
+    site: Path, tmp_path: Path
+) -> None:
+    # A steward's segment description with an address in it: published as is, it would
+    # reach every analyst. The staged file fails its audit and is never swapped in.
+    root = _copy(site, tmp_path)
+    registry, warehouse = _paths(root)
+    analytics = warehouse / ANALYTICS_FILE
+    before = analytics.read_bytes()
+    address = "jan.jansen@example.com"
+    config = yaml.safe_load(registry.read_text(encoding="utf-8"))
+    config.setdefault("segments", {})["rfm_segments"] = [
+        {"name": "everyone", "description": f"Questions? Mail {address} or the team."}]
+    registry.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    result = run_job(registry, warehouse, assets=[CUSTOMER_SEGMENTS, SEGMENT_SUMMARY,
+                                                  ANALYTICS])
+    assert not result.success
+    assert [f.split(":")[0] for f in failures(result)] == ["published__analytics"]
+    audit = checks(result)["no_direct_identifiers"]
+    assert not audit.passed
+    assert "email in segment_summary.description (1 row)" in audit.description
+    assert address not in audit.description and address not in " ".join(failures(result))
+    assert ANALYTICS not in materialized(result)
+    assert analytics.read_bytes() == before
+    assert not list(warehouse.glob(f".{ANALYTICS_FILE}.*"))
 
 
 def test_open_analyst_connection_neither_blocks_nor_sees_a_half_state(

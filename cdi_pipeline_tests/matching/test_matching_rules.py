@@ -13,8 +13,10 @@ from cdi_pipeline.lib.matching.evaluation import score_clusters
 from cdi_pipeline.lib.matching.rules import OverrideFileError, deterministic_pairs, read_overrides
 from cdi_pipeline.lib.matching.sanity import (
     linked_share_problem,
+    prior_warnings,
     sanity_problems,
     training_warnings,
+    untrained_comparisons,
 )
 from cdi_pipeline.lib.matching.training import apply_identifier_priors
 
@@ -334,7 +336,33 @@ def test_untrained_m_and_inverted_weights_are_flagged() -> None:
 ])
 def test_identifier_m_that_em_could_not_estimate_gets_the_prior(exact_m, else_m,
                                                                expected) -> None:
-    settings = _settings()
+    settings = _with_identifier(_settings(), exact_m, else_m)
+    priors = apply_identifier_priors(settings)
+    levels = settings["comparisons"][-1]["comparison_levels"]
+    assert (levels[1]["m_probability"], levels[2]["m_probability"]) == pytest.approx(expected)
+    untrained = untrained_comparisons(priors)
+    assert sanity_problems(settings, untrained) == []
+    if exact_m == 0.95:
+        assert priors == [] and prior_warnings(priors) == []
+    else:
+        # Named in a warning with the prior it scores with, never passed off as trained.
+        assert untrained == {"id_loyalty_number"}
+        (warning,) = prior_warnings(priors)
+        assert warning.startswith("id_loyalty_number: 'Exact match on id_loyalty_number' was "
+                                  "not trained (no training pair")
+        assert "prior m=0.90" in warning
+
+
+def test_an_estimated_identifier_is_judged_like_any_comparison() -> None:
+    # EM estimated it (m sums to 1), and agreeing counts against a match: rejected, since
+    # only comparisons scored with a prior are left out of the rules.
+    settings = _with_identifier(_settings(), 0.0005, 0.9995)
+    assert apply_identifier_priors(settings) == []
+    problems = sanity_problems(settings)
+    assert problems and all(p.startswith("id_loyalty_number:") for p in problems)
+
+
+def _with_identifier(settings: dict, exact_m: float | str, else_m: float) -> dict:
     settings["comparisons"].append({
         "output_column_name": "id_loyalty_number",
         "comparison_levels": [
@@ -343,10 +371,7 @@ def test_identifier_m_that_em_could_not_estimate_gets_the_prior(exact_m, else_m,
             _level("ELSE", else_m, 0.9993),
         ],
     })
-    apply_identifier_priors(settings)
-    levels = settings["comparisons"][-1]["comparison_levels"]
-    assert (levels[1]["m_probability"], levels[2]["m_probability"]) == pytest.approx(expected)
-    assert sanity_problems(settings) == []
+    return settings
 
 
 # --- linked_share_problem -----------------------------------------------------------------

@@ -215,11 +215,11 @@ def test_em_sessions_report_their_iterations(trained) -> None:
     spec = derive_spec(frame)
     capped = CONFIG.model_copy(update={"em_max_iterations": 1})
     with open_backend(BackendConfig()) as db_api:
-        _, sessions = train(db_api, frame, spec, capped)
+        _, sessions, _ = train(db_api, frame, spec, capped)
     assert [s["iterations"] for s in sessions] == [1] * len(spec.training_rules)
     assert not any(s["converged"] for s in sessions)
     with open_backend(BackendConfig()) as db_api:
-        _, sessions = train(db_api, frame, spec, CONFIG)
+        _, sessions, _ = train(db_api, frame, spec, CONFIG)
     assert all(1 <= s["iterations"] < CONFIG.em_max_iterations for s in sessions)
     assert all(s["converged"] for s in sessions)
 

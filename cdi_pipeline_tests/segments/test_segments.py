@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,7 +13,12 @@ from cdi_pipeline.lib.cleaned.activities import clean_activity, empty_events, pa
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.registry import ExportConfig, SegmentsConfig, Source
-from cdi_pipeline.lib.segments.exports import CURRENT_LINK, export_problems, publish_exports
+from cdi_pipeline.lib.segments.exports import (
+    CURRENT_LINK,
+    ExportRefused,
+    export_problems,
+    publish_exports,
+)
 from cdi_pipeline.lib.segments.segments import build_segments, summarise
 
 REF = date(2026, 10, 1)
@@ -216,6 +222,38 @@ def test_exports_hold_only_contactable_customers_and_swap_atomically(tmp_path) -
     # The check sees a leak when the files and the table disagree.
     leaked = table.with_columns(pl.lit(False).alias("contactable"))
     assert any("not contactable" in p for p in export_problems(link.resolve(), leaked, config))
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize(("column", "value", "finding"), [
+    # A first name field a source filled with an address: e-mail outside the e-mail column.
+    ("first_name", "ann.devries@example.com", "email in champions.csv:first_name"),
+    ("last_name_display", "de Vries, tel 06-12345678", "phone in champions.csv:last_name_display"),
+    # An e-mail address is no phone number: the phone column holds phones only.
+    ("phone", "ann@example.com", "email in champions.csv:phone"),
+])
+def test_an_export_holding_an_identifier_outside_its_column_is_not_published(
+    tmp_path: Path, column: str, value: str, finding: str
+) -> None:
+    table = pl.DataFrame({c: ["x"] for c in ExportConfig().columns}).with_columns(
+        pl.lit("A").alias("customer_id"), pl.lit("champions").alias("rfm_segment"),
+        pl.lit("ann@example.com").alias("email"), pl.lit("+31612345678").alias("phone"),
+        pl.lit(True).alias("contactable"),
+    )
+    first = publish_exports(table, ExportConfig(), tmp_path, run_id="run1")
+    before = _folder_bytes(first.folder)
+    with pytest.raises(ExportRefused) as refused:
+        publish_exports(table.with_columns(pl.lit(value).alias(column)), ExportConfig(),
+                        tmp_path, run_id="run2")
+    assert finding in str(refused.value)
+    assert value not in str(refused.value)  # by place and kind, never the value
+    # The published set, its link and nothing else: the refused set left no trace.
+    assert (tmp_path / CURRENT_LINK).resolve() == first.folder
+    assert _folder_bytes(first.folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CURRENT_LINK, f"{CURRENT_LINK}-run1"]
 
 
 def test_customer_360_joins_one_row_per_customer() -> None:

@@ -391,3 +391,20 @@ def test_scan_folder_reads_csv_as_text_parquet_and_json(tmp_path: Path) -> None:
     ]
     report = describe(leaks) + repr(leaks)
     assert [value for value in LEAKED_VALUES if value in report] == []
+
+
+def test_allowed_kinds_pass_only_in_their_own_column(tmp_path: Path) -> None:
+    # An activation export's contact columns hold e-mail and phone by design; an e-mail in
+    # the phone column, or any identifier in another column, is still a finding.
+    frame = pl.DataFrame({
+        "email": ["jan@example.com", "piet@example.nl"],
+        "phone": ["+31612345678", "ask jan@example.com"],
+        "segment": ["loyal", "call +31612345678"],
+    })
+    allowed = {"email": {"email"}, "phone": {"phone"}}
+    expected = [Leak("export:phone", "email", 1), Leak("export:segment", "phone", 1)]
+    assert scan_frame("export", frame, allowed) == expected
+    assert len(scan_frame("export", frame)) == 4
+    frame.write_parquet(tmp_path / "export.parquet")
+    assert scan_folder(tmp_path, allowed) == [
+        Leak("export.parquet:phone", "email", 1), Leak("export.parquet:segment", "phone", 1)]

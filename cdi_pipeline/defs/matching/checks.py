@@ -12,8 +12,10 @@ from cdi_pipeline.lib.matching.rules import read_overrides
 from cdi_pipeline.lib.matching.sanity import (
     MAX_LINKS_OVER_PRIOR,
     linked_share_problem,
+    prior_warnings,
     sanity_problems,
     training_warnings,
+    untrained_comparisons,
 )
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import frame_to_markdown
@@ -27,15 +29,17 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         asset=MODEL,
         name="model_sanity",
         blocking=True,
-        description="The model in use has plausible m/u (stops the run); unconverged EM warns.",
+        description="The model in use has plausible m/u (stops the run); unconverged EM and "
+        "comparisons EM could not train (scored with a prior) warn.",
     )
     def model_sanity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         model = load_current_model(models_dir(warehouse))
         if model is None:
             return dg.AssetCheckResult(passed=False, description="no model has been promoted")
-        problems = sanity_problems(model.splink_settings)
-        warnings = training_warnings(model.training)
-        # Unconverged EM alone is a warning: the parameters are judged by the rules above.
+        problems = sanity_problems(model.splink_settings, untrained_comparisons(model.priors))
+        warnings = training_warnings(model.training) + prior_warnings(model.priors)
+        # Unconverged EM and comparisons scored with a prior are warnings: the parameters EM
+        # did estimate are judged by the rules above.
         return dg.AssetCheckResult(
             passed=not problems and not warnings,
             severity=dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN,
@@ -43,13 +47,18 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
                          else "; ".join(problems + warnings)),
             metadata={"model_version": dg.MetadataValue.text(model.version),
                       "problems": dg.MetadataValue.int(len(problems)),
-                      "warnings": dg.MetadataValue.int(len(warnings))},
+                      "warnings": dg.MetadataValue.int(len(warnings)),
+                      "untrained_comparisons": dg.MetadataValue.text(
+                          ", ".join(sorted(untrained_comparisons(model.priors))) or "none")},
         )
 
+    # The cluster gates sit on the customer_xref, the table every later layer reads: an
+    # oversized or collapsed clustering must hold back golden records, segments and exports.
     @dg.asset_check(
-        asset=CLUSTERS,
+        asset=XREF,
         name="cluster_size",
         blocking=True,
+        additional_deps=[CLUSTERS],
         description=f"No customer holds more than {cfg.max_cluster_size} records (a chain "
         "that glued different people together).",
     )
@@ -78,9 +87,10 @@ def build_matching_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         )
 
     @dg.asset_check(
-        asset=CLUSTERS,
+        asset=XREF,
         name="linked_share",
         blocking=True,
+        additional_deps=[CLUSTERS],
         description="The clusters link no more than "
         f"{MAX_LINKS_OVER_PRIOR:.0f}x the record pairs the model's prior expects (collapse).",
     )

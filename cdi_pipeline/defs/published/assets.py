@@ -1,7 +1,9 @@
-"""The published analyst file: analytics.duckdb, masked, commented, swapped in atomically."""
+"""The published analyst file: analytics.duckdb, masked, commented, audited before it is swapped
+in atomically."""
+
+from collections.abc import Iterator
 
 import dagster as dg
-import duckdb
 
 from cdi_pipeline.defs.keys import (
     ANALYTICS,
@@ -13,13 +15,14 @@ from cdi_pipeline.defs.keys import (
     SEGMENT_SUMMARY,
 )
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
-from cdi_pipeline.lib.privacy import UNMASKED_PATTERN, pseudonym_key
+from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.published.analytics import (
     ANALYTICS_FILE,
     STORAGE_VERSION,
+    Audit,
+    PublishRefused,
     build_analytics_file,
 )
-from cdi_pipeline.lib.storage import quote_identifier
 
 NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
 
@@ -32,19 +35,31 @@ NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
     tags={"layer": "published"},
+    check_specs=[dg.AssetCheckSpec(
+        NO_DIRECT_IDENTIFIERS, asset=ANALYTICS,
+        description="The staged file holds no e-mail, phone, IBAN or address in any text "
+        "value, name or comment, and every table and column is described; it is swapped in "
+        "only then (a failure keeps the previous file).",
+    )],
 )
 def analytics_file(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """analytics.duckdb for analysts: customers, segments, history and id map, with contact
-    details masked or hashed and quasi-identifiers coarsened; rebuilt and swapped in
-    atomically, readable by DuckDB 1.4+."""
+    details masked or hashed and quasi-identifiers coarsened; built under a staging name,
+    audited, then swapped in atomically, readable by DuckDB 1.4+."""
     target = warehouse.root / ANALYTICS_FILE
     key = pseudonym_key(warehouse.root)
-    with warehouse.connect() as con:
-        counts = build_analytics_file(con, target, key, context.run.run_id)
+    try:
+        with warehouse.connect() as con:
+            published = build_analytics_file(con, target, key, context.run.run_id)
+    except PublishRefused as refused:
+        yield _audit_result(refused.audit)
+        raise dg.Failure(description=str(refused), metadata=_audit_metadata(refused.audit),
+                         allow_retries=False) from None
+    counts = published.counts
     context.log.info(f"published {target} ({sum(counts.values()):,} rows)")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(target)),
             "storage_version": dg.MetadataValue.text(STORAGE_VERSION),
@@ -54,47 +69,18 @@ def analytics_file(
                 f"```python\nimport duckdb\ncon = duckdb.connect('{target}', read_only=True)\n"
                 "con.sql('SELECT * FROM customers LIMIT 5')\n```"
             ),
-        }
+        },
+        check_results=[_audit_result(published.audit)],
     )
 
 
-@dg.asset_check(
-    asset=ANALYTICS,
-    name=NO_DIRECT_IDENTIFIERS,
-    blocking=True,
-    description="No text value in the analyst file looks like an unmasked email or phone "
-    "number, and every table and column has a comment.",
-)
-def no_direct_identifiers(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    target = warehouse.root / ANALYTICS_FILE
-    con = duckdb.connect(str(target), read_only=True)
-    try:
-        columns = con.sql(
-            "SELECT table_name, column_name, comment FROM duckdb_columns() "
-            "WHERE database_name = current_database() AND data_type = 'VARCHAR'"
-        ).fetchall()
-        leaks = {}
-        for table, column, _ in columns:
-            found = con.execute(
-                f"SELECT count(*) FROM {quote_identifier(table)} "
-                f"WHERE regexp_matches({quote_identifier(column)}, ?)",
-                [UNMASKED_PATTERN],
-            ).fetchall()[0][0]
-            if found:
-                leaks[f"{table}.{column}"] = found
-        uncommented = con.sql(
-            "SELECT table_name || '.' || column_name FROM duckdb_columns() "
-            "WHERE database_name = current_database() AND coalesce(comment, '') = '' "
-            "UNION ALL SELECT table_name FROM duckdb_tables() "
-            "WHERE database_name = current_database() AND coalesce(comment, '') = ''"
-        ).fetchall()
-    finally:
-        con.close()
-    passed = not leaks and not uncommented
-    return dg.AssetCheckResult(
-        passed=passed,
-        description="masked and described" if passed else
-        f"unmasked values in {sorted(leaks)}; uncommented: {[u[0] for u in uncommented]}",
-        metadata={"text_columns_scanned": len(columns), "leaking_columns": len(leaks),
-                  "uncommented": len(uncommented)},
-    )
+def _audit_metadata(audit: Audit) -> dict[str, dg.MetadataValue]:
+    return {"text_columns_scanned": dg.MetadataValue.int(audit.text_columns),
+            "leaks": dg.MetadataValue.int(len(audit.leaks)),
+            "uncommented": dg.MetadataValue.int(audit.uncommented)}
+
+
+def _audit_result(audit: Audit) -> dg.AssetCheckResult:
+    """The staged file's audit as the UI shows it: by place and kind, never the values."""
+    return dg.AssetCheckResult(check_name=NO_DIRECT_IDENTIFIERS, passed=audit.passed,
+                               description=audit.describe(), metadata=_audit_metadata(audit))

@@ -1,5 +1,6 @@
 """Segments layer: customer segments, their summary and chart, and activation exports."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +18,7 @@ from cdi_pipeline.defs.shared.metadata import table_metadata
 from cdi_pipeline.defs.shared.resources import WAREHOUSE_POOL, WarehouseResource
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.segments.charts import markdown_bars, write_summary_chart
-from cdi_pipeline.lib.segments.exports import CURRENT_LINK, publish_exports
+from cdi_pipeline.lib.segments.exports import CURRENT_LINK, ExportRefused, publish_exports
 from cdi_pipeline.lib.segments.segments import (
     SEGMENT_COLUMNS,
     SUMMARY_COLUMNS,
@@ -25,6 +26,7 @@ from cdi_pipeline.lib.segments.segments import (
 )
 from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, read_table, replace_tables
 
+ONLY_CONTACTABLE_EXPORTED = "only_contactable_exported"
 EXPORT_MANIFEST_COLUMNS = {
     "segment": "Segment the files hold.",
     "customers": "Contactable customers in the files.",
@@ -119,16 +121,27 @@ def build_segment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
         kinds={"csv", "parquet"},
         pool=WAREHOUSE_POOL,
         tags={"layer": "segments"},
+        check_specs=[dg.AssetCheckSpec(
+            ONLY_CONTACTABLE_EXPORTED, asset=ACTIVATION_EXPORTS,
+            description="The staged files hold every contactable customer once, nobody else, "
+            "only the configured columns, and no e-mail, phone, IBAN or address outside the "
+            "contact columns; they are published only then (a failure keeps the previous set).",
+        )],
     )
     def activation_exports(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """CSV and Parquet per segment for CRM and marketing tools: only customers who opted
-        in and have a valid channel, only the campaign columns configured in the registry."""
+        in and have a valid channel, only the campaign columns configured in the registry;
+        audited before the published set is switched to them."""
         run_id = context.run.run_id
         with warehouse.connect() as con:
             table = read_table(con, "golden", "customer_360")
-        result = publish_exports(table, cfg.exports, exports_dir(warehouse), run_id)
+        try:
+            result = publish_exports(table, cfg.exports, exports_dir(warehouse), run_id)
+        except ExportRefused as refused:
+            yield _export_audit(refused.problems)
+            raise dg.Failure(description=str(refused), allow_retries=False) from None
         manifest = result.manifest.with_columns(
             pl.lit(str(result.folder)).alias("folder"), pl.lit(run_id).alias("run_id")
         )
@@ -137,21 +150,25 @@ def build_segment_assets(registry: Registry) -> list[dg.AssetsDefinition]:
                            EXPORT_MANIFEST_COLUMNS)
         with warehouse.connect() as con:
             replace_tables(con, [write])
-        context.log.info(
-            f"exported {int(manifest.get_column('customers').sum()):,} contactable customers "
-            f"in {manifest.height} segments to {result.folder}"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                **table_metadata(write),
-                "folder": dg.MetadataValue.path(str(exports_dir(warehouse) / CURRENT_LINK)),
-                "split_by": dg.MetadataValue.text(cfg.exports.by),
-                "columns": dg.MetadataValue.text(", ".join(cfg.exports.columns)),
-                "customers_exported": dg.MetadataValue.int(
-                    int(manifest.get_column("customers").sum())
-                ),
-                "files": dg.MetadataValue.md(frame_to_markdown(manifest, 40)),
-            }
-        )
+        exported = int(manifest.get_column("customers").sum())
+        context.log.info(f"exported {exported:,} contactable customers in {manifest.height} "
+                         f"segments to {result.folder}")
+        yield dg.MaterializeResult(metadata={
+            **table_metadata(write),
+            "folder": dg.MetadataValue.path(str(exports_dir(warehouse) / CURRENT_LINK)),
+            "split_by": dg.MetadataValue.text(cfg.exports.by),
+            "columns": dg.MetadataValue.text(", ".join(cfg.exports.columns)),
+            "customers_exported": dg.MetadataValue.int(exported),
+            "files": dg.MetadataValue.md(frame_to_markdown(manifest, 40)),
+        }, check_results=[_export_audit([])])
 
     return [customer_segments, activation_exports]
+
+
+def _export_audit(problems: list[str]) -> dg.AssetCheckResult:
+    """The staged export's audit as the UI shows it (by place and kind, never the values)."""
+    return dg.AssetCheckResult(
+        check_name=ONLY_CONTACTABLE_EXPORTED, passed=not problems,
+        description="; ".join(problems) if problems else "clean",
+        metadata={"problems": dg.MetadataValue.int(len(problems))},
+    )

@@ -1,16 +1,13 @@
-"""Gates on the segments layer: every customer segmented, exports hold only what may leave."""
+"""Gates on the segments layer: every customer segmented. (The exports' audit runs inside
+their asset, before the published set is switched: see `activation_exports`.)"""
 
 import dagster as dg
 
-from cdi_pipeline.defs.keys import ACTIVATION_EXPORTS, CUSTOMER_SEGMENTS
-from cdi_pipeline.defs.segments.assets import exports_dir
+from cdi_pipeline.defs.keys import CUSTOMER_SEGMENTS
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.registry import Registry
-from cdi_pipeline.lib.segments.exports import CURRENT_LINK, export_problems
-from cdi_pipeline.lib.storage import read_table
 
 EVERY_CUSTOMER_SEGMENTED = "every_customer_segmented"
-ONLY_CONTACTABLE_EXPORTED = "only_contactable_exported"
 
 
 def build_segment_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
@@ -44,23 +41,4 @@ def build_segment_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
                       "incomplete": incomplete},
         )
 
-    @dg.asset_check(
-        asset=ACTIVATION_EXPORTS,
-        name=ONLY_CONTACTABLE_EXPORTED,
-        blocking=True,
-        description="The export files hold every contactable customer once, nobody else, and "
-        "only the configured campaign columns.",
-    )
-    def only_contactable_exported(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        folder = exports_dir(warehouse) / CURRENT_LINK
-        with warehouse.connect() as con:
-            table = read_table(con, "golden", "customer_360")
-        problems = export_problems(folder.resolve(), table, registry.segments.exports)
-        return dg.AssetCheckResult(
-            passed=not problems,
-            description="clean" if not problems else "; ".join(problems),
-            metadata={"folder": dg.MetadataValue.path(str(folder)),
-                      "problems": len(problems)},
-        )
-
-    return [every_customer_segmented, only_contactable_exported]
+    return [every_customer_segmented]

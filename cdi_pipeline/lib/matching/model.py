@@ -20,7 +20,13 @@ from cdi_pipeline.lib.matching.model_store import (
     save_model,
     tf_columns,
 )
-from cdi_pipeline.lib.matching.sanity import parameter_table, sanity_problems, training_warnings
+from cdi_pipeline.lib.matching.sanity import (
+    parameter_table,
+    prior_warnings,
+    sanity_problems,
+    training_warnings,
+    untrained_comparisons,
+)
 from cdi_pipeline.lib.matching.spec import ModelSpec, derive_spec
 from cdi_pipeline.lib.matching.tables import PARAMETER_COLUMNS, PARAMETERS_TABLE
 from cdi_pipeline.lib.matching.training import term_frequencies, train
@@ -133,12 +139,13 @@ def _train_checked(
     """Train a model, reject it if implausible, and save it (not current) with its frozen
     term frequencies."""
     with open_backend(backend) as db_api:
-        settings, training = train(db_api, frame, spec, config)
-    for warning in training_warnings(training):
+        settings, training, priors = train(db_api, frame, spec, config)
+    for warning in training_warnings(training) + prior_warnings(priors):
         log.warning(warning)
-    problems = sanity_problems(settings)
+    problems = sanity_problems(settings, untrained_comparisons(priors))
     if problems:
-        rejected = save_model(models_dir, settings, spec, training, make_current=False)
+        rejected = save_model(models_dir, settings, spec, training, make_current=False,
+                              priors=priors)
         raise ModelRejected(
             f"the trained model {rejected.version} is implausible and was not promoted "
             f"(kept for inspection at {rejected.path}):\n  - "

@@ -44,6 +44,8 @@ class SavedModel:
     splink_settings: dict[str, Any]
     path: Path
     term_frequencies: dict[str, pl.DataFrame] = field(default_factory=dict)
+    # Comparisons EM could not train and the prior m each uses (`apply_identifier_priors`).
+    priors: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tf_dir(self) -> Path:
@@ -58,6 +60,7 @@ class SavedModel:
             "spec_fingerprint": self.spec_fingerprint,
             "trained_at": self.trained_at,
             "training": self.training,
+            "priors": self.priors,
             "splink_settings": self.splink_settings,
         }
 
@@ -140,6 +143,8 @@ def load_model(path: Path) -> SavedModel:
         spec_fingerprint=data["spec_fingerprint"],
         trained_at=data["trained_at"],
         training=data["training"],
+        # Models saved before priors were recorded carry none.
+        priors=data.get("priors", []),
         splink_settings=data["splink_settings"],
         path=path,
         term_frequencies={
@@ -164,6 +169,7 @@ def save_model(
     *,
     make_current: bool,
     tf_tables: dict[str, pl.DataFrame] | None = None,
+    priors: list[dict[str, Any]] | None = None,
 ) -> SavedModel:
     """Write a model file (named by its version) and, if asked, point `current.json` at it.
 
@@ -193,6 +199,7 @@ def save_model(
         splink_settings=settings_dict,
         path=models_dir / f"match_model_{version}.json",
         term_frequencies=tf_tables,
+        priors=priors or [],
     )
     _atomic_write(model.path, json.dumps(model.as_json, indent=2, default=str))
     if make_current:

@@ -8,6 +8,7 @@ rules catch it before any prediction is used, without rejecting a valid model of
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import polars as pl
@@ -60,7 +61,24 @@ def training_warnings(training: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def sanity_problems(settings: dict[str, Any]) -> list[str]:
+def prior_warnings(priors: list[dict[str, Any]]) -> list[str]:
+    """A warning per comparison EM could not train, naming the prior m it uses instead: its
+    weight is an assumption, not an estimate from this data."""
+    return [
+        f"{p['comparison']}: '{p['level']}' was not trained ({p['why']}); it scores with the "
+        f"prior m={p['prior_m']:.2f}"
+        for p in priors
+    ]
+
+
+def untrained_comparisons(priors: list[dict[str, Any]]) -> frozenset[str]:
+    """The comparisons whose m is a prior, which the sanity rules leave out."""
+    return frozenset(p["comparison"] for p in priors)
+
+
+def sanity_problems(
+    settings: dict[str, Any], untrained: Collection[str] = frozenset()
+) -> list[str]:
     """Reasons to reject a model; empty when it is plausible.
 
     Only shapes no valid model has, whatever the data's noise: a prior outside (0, 0.5);
@@ -69,7 +87,8 @@ def sanity_problems(settings: dict[str, Any]) -> list[str]:
     common among matches than exact agreement, which is how EM on the wrong pairs collapses
     (m of an exact birth date falls, and "within a year" takes the rest). Absolute m floors
     are no rule: on data with typos in every field the true m(exact) can be 0.4. Unconverged
-    EM is a warning (`training_warnings`), not a rule here.
+    EM is a warning (`training_warnings`), not a rule here; so are the `untrained`
+    comparisons, whose m is a prior nobody estimated (`prior_warnings`).
     """
     problems = []
     retrain = "; change matching.training_rules in the registry"
@@ -88,6 +107,8 @@ def sanity_problems(settings: dict[str, Any]) -> list[str]:
     }
     for name, levels in params.group_by("comparison", maintain_order=True):
         comparison = str(name[0])
+        if comparison in untrained:
+            continue
         levels = levels.sort("level")
         top = levels.filter(pl.col("level") == main_level[comparison]).row(0, named=True)
         m, u = top["m_probability"], top["u_probability"]

@@ -71,12 +71,13 @@ def em_iterations(session: Any) -> int:
 
 def train(
     db_api: Any, frame: pl.DataFrame, spec: ModelSpec, config: MatchingConfig,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Train a model: prior from deterministic rules, u by seeded sampling, m by EM.
 
     `config` gives the seed, the sample sizes and EM's iteration cap and tolerance. Returns
-    the Splink settings dict with parameters, and one record per EM session (rule,
-    iterations, converged, seconds) for the sanity check and the UI.
+    the Splink settings dict with parameters, one record per EM session (rule, iterations,
+    converged, seconds) for the sanity check and the UI, and the identifier comparisons EM
+    could not train, with the prior each falls back to (`apply_identifier_priors`).
     """
     linker = Linker(register_input(db_api, frame), splink_settings(
         spec, 1e-4, max_iterations=config.em_max_iterations,
@@ -112,8 +113,7 @@ def train(
             log.info("EM on %s: %d iterations in %.1fs", rule, iterations,
                      time.monotonic() - t0)
     settings = linker.misc.save_model_to_json()
-    apply_identifier_priors(settings)
-    return settings, sessions
+    return settings, sessions, apply_identifier_priors(settings)
 
 
 # m of an identifier's exact level when no EM training pair carried the identifier on both
@@ -121,14 +121,17 @@ def train(
 IDENTIFIER_PRIOR_M = 0.9
 
 
-def apply_identifier_priors(settings: dict[str, Any]) -> None:
-    """Give identifier comparisons EM could not estimate a documented prior m, in place.
+def apply_identifier_priors(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Give identifier comparisons EM could not estimate a documented prior m, in place;
+    returns one record per such comparison (comparison, level, prior_m, why).
 
     Either no training pair carried the identifier on both sides (no m at all), or every
     one that did agreed: EM then leaves the disagreement level untrained, at a value that
     need not sum to 1 with the agreement level (m 1.0 and 1.0 makes disagreeing count as
-    slight evidence for a match, and the sanity check rejects the model).
+    evidence for a match). The records go with the model: the sanity rules leave these
+    comparisons out (their m was never estimated) and the model check warns about each.
     """
+    fallbacks = []
     for comparison in settings["comparisons"]:
         name = comparison["output_column_name"]
         if not name.startswith(IDENTIFIER_PREFIX):
@@ -137,11 +140,15 @@ def apply_identifier_priors(settings: dict[str, Any]) -> None:
         ms = [lv.get("m_probability") for lv in levels]
         if all(isinstance(m, int | float) for m in ms) and abs(sum(ms) - 1) < 1e-6:
             continue
-        log.warning("%s: EM could not estimate m (training pairs: %s); using prior m=%.2f",
-                    name, "none agreed" if not isinstance(ms[0], int | float)
-                    else "none disagreed", IDENTIFIER_PRIOR_M)
+        why = ("no training pair agreed on it" if not isinstance(ms[0], int | float)
+               else "no training pair disagreed on it")
+        log.warning("%s: EM could not estimate m (%s); using prior m=%.2f", name, why,
+                    IDENTIFIER_PRIOR_M)
         levels[0]["m_probability"] = IDENTIFIER_PRIOR_M
         levels[-1]["m_probability"] = 1 - IDENTIFIER_PRIOR_M
+        fallbacks.append({"comparison": name, "level": levels[0].get("label_for_charts", ""),
+                          "prior_m": IDENTIFIER_PRIOR_M, "why": why})
+    return fallbacks
 
 
 def term_frequencies(frame: pl.DataFrame, columns: list[str]) -> dict[str, pl.DataFrame]:

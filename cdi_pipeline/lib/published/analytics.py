@@ -2,8 +2,9 @@
 
 Analysts never open the pipeline's own file (a read-only connection there would block every
 writer, and DuckDB has no grants to hide columns). Each run builds a fresh file next to the
-published one and `os.replace`s it: a connection already open keeps reading the old file to
-the end, a new connection sees the new one, and nobody sees a half-written state.
+published one (write), audits it (audit) and only then `os.replace`s it (publish): a
+connection already open keeps reading the old file to the end, a new connection sees the new
+one, nobody sees a half-written state, and a file that fails its audit is never seen at all.
 
 Direct identifiers are masked for reading (`j***@gmail.com`) or replaced by a keyed hash for
 counting and joining; names, street addresses and exact birth dates are left out; postcodes
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from cdi_pipeline.lib.leaks import Leak, describe, scan_database
 from cdi_pipeline.lib.privacy import keyed_hash_sql, mask_email_sql, mask_phone_sql
 from cdi_pipeline.lib.storage import quote_identifier, quote_literal
 
@@ -143,17 +145,93 @@ SOURCE_TABLES = [
 ]
 
 
+@dataclass(frozen=True)
+class Audit:
+    """What the audit of a staged analyst file found: direct identifiers anywhere in its text
+    (values, names, comments), and tables or columns an analyst would find undescribed."""
+
+    leaks: tuple[Leak, ...]
+    uncommented: int
+    text_columns: int
+
+    @property
+    def passed(self) -> bool:
+        """Nothing found: the file may be published."""
+        return not self.leaks and not self.uncommented
+
+    def describe(self) -> str:
+        """The findings by place and kind, never the values."""
+        if self.passed:
+            return f"no direct identifier in {self.text_columns} text columns; all described"
+        parts = [f"direct identifiers: {describe(self.leaks)}"] if self.leaks else []
+        if self.uncommented:
+            parts.append(f"{self.uncommented} table(s) or column(s) without a description")
+        return "; ".join(parts)
+
+
+class PublishRefused(RuntimeError):
+    """The staged analyst file failed its audit; the published one was left as it was."""
+
+    def __init__(self, target: Path, audit: Audit) -> None:
+        super().__init__(f"{target.name} not published, the previous version stays: "
+                         f"{audit.describe()}")
+        self.audit = audit
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published analyst file: rows per table, and the audit it passed."""
+
+    counts: dict[str, int]
+    audit: Audit
+
+
+def audit_analytics_file(path: Path) -> Audit:
+    """Audit an analyst file: every text value, name and comment scanned for direct
+    identifiers, and every table and column described."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        leaks = scan_database(con)
+        uncommented, text_columns = con.sql(
+            "SELECT (SELECT count(*) FROM duckdb_columns() WHERE database_name = "
+            "current_database() AND coalesce(comment, '') = '') + (SELECT count(*) FROM "
+            "duckdb_tables() WHERE database_name = current_database() AND "
+            "coalesce(comment, '') = ''), (SELECT count(*) FROM duckdb_columns() WHERE "
+            "database_name = current_database() AND data_type = 'VARCHAR')"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return Audit(tuple(leaks), uncommented, text_columns)
+
+
 def build_analytics_file(
     con: duckdb.DuckDBPyConnection, target: Path, key: str, run_id: str
-) -> dict[str, int]:
-    """Write the analyst file from the warehouse connection `con` and swap it in.
+) -> Published:
+    """Write the analyst file from the warehouse connection `con` under a staging name,
+    audit it, and swap it in only if the audit passed.
 
-    Returns rows per published table.
+    Raises `PublishRefused` (the staged file deleted, `target` untouched) otherwise.
     """
     tables = _published_tables(key, _warehouse_columns(con, SOURCE_TABLES))
     staging = target.with_name(f".{target.name}.{run_id}.tmp")
     for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
         leftover.unlink()
+    counts = _write_staged(con, tables, staging)
+    audit = audit_analytics_file(staging)
+    if not audit.passed:
+        staging.unlink()
+        raise PublishRefused(target, audit)
+    with open(staging, "rb") as handle:
+        os.fsync(handle.fileno())
+    # Atomic on POSIX: open connections keep the old inode, new ones get the new file.
+    os.replace(staging, target)
+    return Published(counts, audit)
+
+
+def _write_staged(
+    con: duckdb.DuckDBPyConnection, tables: list[PublishedTable], staging: Path
+) -> dict[str, int]:
+    """Write the analyst file's tables to `staging`; returns rows per table."""
     alias = "analytics_staging"
     con.execute(
         f"ATTACH {quote_literal(str(staging))} AS {alias} (STORAGE_VERSION '{STORAGE_VERSION}')"
@@ -181,8 +259,4 @@ def build_analytics_file(
             con.execute(f"DETACH {alias}")
         staging.unlink(missing_ok=True)
         raise
-    with open(staging, "rb") as handle:
-        os.fsync(handle.fileno())
-    # Atomic on POSIX: open connections keep the old inode, new ones get the new file.
-    os.replace(staging, target)
     return counts

@@ -1,9 +1,10 @@
 """Activation exports: per segment, the contactable customers a campaign may use.
 
-Files are written to a fresh folder and published by swapping one symlink
+Files are written to a staging folder, audited there, and published by swapping one symlink
 (`exports/activation` -> `activation-<run>`), so a CRM job that picks files up sees the old
-set or the new set, never a half-written one. Only customers who opted in and have a valid
-channel are exported, and only the configured campaign columns leave the warehouse.
+set or the new set, never a half-written or a failed one. Only customers who opted in and
+have a valid channel are exported, only the configured campaign columns leave the warehouse,
+and no direct identifier sits anywhere but in the contact column made for it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,21 @@ from pathlib import Path
 
 import polars as pl
 
+from cdi_pipeline.lib.leaks import describe, scan_folder
 from cdi_pipeline.lib.registry import ExportConfig
 
 CURRENT_LINK = "activation"
+# The export's contact columns and the one kind of identifier each holds by design.
+CONTACT_KINDS = {"email": {"email"}, "phone": {"phone"}}
+
+
+class ExportRefused(RuntimeError):
+    """The staged export failed its audit; the published one was left as it was."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("activation export not published, the previous set stays: "
+                         + "; ".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,12 @@ def export_rows(customer_360: pl.DataFrame, config: ExportConfig) -> pl.DataFram
 def publish_exports(
     customer_360: pl.DataFrame, config: ExportConfig, root: Path, run_id: str
 ) -> ExportResult:
-    """Write CSV and Parquet per segment and switch `root/activation` to them atomically."""
+    """Write CSV and Parquet per segment to a staging folder, audit them (`export_problems`)
+    and switch `root/activation` to them atomically only if the audit found nothing.
+
+    Raises `ExportRefused` otherwise: the staging folder is deleted and the published set,
+    its link and the older sets are left as they were.
+    """
     root.mkdir(parents=True, exist_ok=True)
     rows = export_rows(customer_360, config)
     final = root / f"{CURRENT_LINK}-{run_id}"
@@ -70,6 +88,10 @@ def publish_exports(
         ),
         encoding="utf-8",
     )
+    problems = export_problems(staging, customer_360, config)
+    if problems:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportRefused(problems)
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     link = root / CURRENT_LINK
@@ -91,8 +113,12 @@ def publish_exports(
 
 
 def export_problems(folder: Path, customer_360: pl.DataFrame, config: ExportConfig) -> list[str]:
-    """What is wrong with a published export: rows that may not leave, wrong columns, gaps."""
+    """What is wrong with an export folder: rows that may not leave, wrong columns, gaps, and
+    direct identifiers outside the contact columns (by place and kind, never the values)."""
     problems: list[str] = []
+    leaks = scan_folder(folder, CONTACT_KINDS)
+    if leaks:
+        problems.append(f"direct identifiers: {describe(leaks)}")
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     files = manifest["files"]
     exported = [pl.read_parquet(folder / f["parquet"]) for f in files]
