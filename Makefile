@@ -33,18 +33,25 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
+# A DuckDB 1.x client beside the project's own: the analyst file must open in the 1.x that
+# many analyst tools embed, and a test opens it with this one.
+DUCKDB1 := $(VENV)/duckdb1
+$(DUCKDB1)/.installed: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps --target $(DUCKDB1) "duckdb>=1.4,<1.5"
+	@touch $@
+
 run: install
 	$(BIN)/python -m cdi_pipeline.check_registry
 	$(BIN)/python -m cdi_pipeline.instance_repair
 	$(BIN)/dagster job execute -m cdi_pipeline.definitions -j full_refresh
 	$(BIN)/python -m cdi_pipeline.summary
 
-test: install
+test: install $(DUCKDB1)/.installed
 	$(BIN)/ruff check .
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	$(PYTEST) -m "not slow"
 
-test-all: install
+test-all: install $(DUCKDB1)/.installed
 	$(BIN)/ruff check .
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	$(PYTEST)

@@ -68,11 +68,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# An email with its local part, or a phone number with all its digits: what a published
-# text value must never look like.
-UNMASKED_PATTERN = r"^[^*@\s]{2,}@|^\+?[0-9][0-9 \-]{7,}$"
-
-
 def keyed_hash_sql(value_sql: str, key: str) -> str:
     """SQL for a keyed SHA-256 of a text value (null stays null).
 
