@@ -64,7 +64,8 @@ def test_bench_writes_its_tables_for_a_small_run(tmp_path: Path) -> None:
         cells = [c.strip() for c in row.group(1).split("|")]
         assert float(cells[-3]) > 0.5 and float(cells[-2]) > 0, cells
     f1 = re.search(r"\| pairwise F1 \| (0\.\d{4}) \|", text)
-    assert f1 is not None and float(f1.group(1)) > 0.8, text
+    # Measured 0.9771 on this seed: half a point under, so a point lost fails.
+    assert f1 is not None and float(f1.group(1)) >= 0.972, text
     # The optimistic bound is at least today's recall.
     recall = re.search(r"\| pairwise recall \| (0\.\d{4}) \|", text)
     bound = re.search(r"\| pairwise recall if every split record sharing a value were "

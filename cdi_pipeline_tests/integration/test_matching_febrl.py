@@ -35,6 +35,8 @@ def test_febrl3_full_refresh_runs_and_matches(tmp_path: Path) -> None:
     truth = read_truth(load_registry(registry).truth_file())
     assert xref.height == truth.height == 5000  # nothing held back
     scores = score_clusters(every_record(xref, truth), truth)
+    # Measured 1.0 / 0.9618 / 0.9805 (fixed data, seeded training): a point lost fails.
     assert scores["pairwise_precision"] >= 0.999
+    assert scores["pairwise_recall"] >= 0.956
     assert scores["pairwise_f1"] >= 0.98
     assert scores["persons_exact_share"] >= 0.965

@@ -52,9 +52,11 @@ def test_minimal_source_set_accuracy_is_measured(minimal_run) -> None:
     accuracy = _checks(result)["accuracy"]
     scores = {k: v.value for k, v in accuracy.metadata.items()}
     # Names, birth dates and postcodes alone still identify most people (twins and
-    # namesakes are the generator's hard negatives); the figures are reported in the note.
-    assert scores["pairwise_precision"] > 0.9
-    assert scores["pairwise_recall"] > 0.8
+    # namesakes are the generator's hard negatives). Measured 0.9676 / 0.9836 / 0.9755
+    # (600 persons, seed 3, seeded training): half a point under, so a point lost fails.
+    assert scores["pairwise_precision"] >= 0.962
+    assert scores["pairwise_recall"] >= 0.978
+    assert scores["pairwise_f1"] >= 0.970
     model = load_current_model(Path(root / "warehouse" / "models"))
     assert model is not None and model.training[0]["blocking_rule"] == ["date_of_birth"]
 
