@@ -8,7 +8,8 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from cdi_pipeline.lib.storage import TableWrite, quote_identifier
+from cdi_pipeline.lib.gates import GateResult
+from cdi_pipeline.lib.storage import TableWrite, frame_to_markdown, quote_identifier
 
 
 def column_schema(frame: pl.DataFrame, descriptions: Mapping[str, str]) -> dg.TableSchema:
@@ -51,3 +52,19 @@ def stored_table_metadata(con: duckdb.DuckDBPyConnection, key: dg.AssetKey) -> d
             for name, dtype, comment in columns
         ]),
     }
+
+
+def check_result(gate: GateResult, *, warn: bool = False) -> dg.AssetCheckResult:
+    """A gate's verdict as the asset check the UI shows (`warn`: a failure only warns)."""
+    metadata: dict[str, dg.MetadataValue] = {
+        **{k: dg.MetadataValue.int(v) if isinstance(v, int) else
+           dg.MetadataValue.float(float(v)) if isinstance(v, float) else
+           dg.MetadataValue.text(str(v)) for k, v in gate.figures.items()},
+        **{k: dg.MetadataValue.md(frame_to_markdown(v, max_rows=50))
+           for k, v in gate.tables.items()},
+        **{k: dg.MetadataValue.md(v) for k, v in gate.notes.items()},
+    }
+    return dg.AssetCheckResult(
+        passed=gate.passed, description=gate.description, metadata=metadata,
+        severity=dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR,
+    )

@@ -119,6 +119,12 @@ def load_current_model(models_dir: Path) -> SavedModel | None:
     return load_model(models_dir / f"match_model_{version}.json")
 
 
+def model_prior(models_dir: Path) -> float | None:
+    """The current model's probability that two random records match (None: no model)."""
+    model = load_current_model(models_dir)
+    return model.splink_settings.get("probability_two_random_records_match") if model else None
+
+
 def load_model(path: Path) -> SavedModel:
     """Read a saved model file and its frozen term-frequency tables."""
     try:
