@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,8 +215,13 @@ def write_all(
     rows: list[RowWrite] | tuple = (),
     *,
     staged: Mapping[str, str] | None = None,
+    audit: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
 ) -> None:
     """Whole-table replacements and keyed row replacements in one transaction.
+
+    `audit`, if given, runs inside the transaction after every write, on the tables as they
+    would be committed; when it raises, the transaction is rolled back and nothing of it is
+    ever seen (write, audit, then publish).
 
     A table written in batches (`TableWrite.more`) is first built as a staging table, one
     committed batch at a time, and renamed into place inside the transaction: DuckDB keeps
@@ -254,6 +259,8 @@ def write_all(
                             f"(SELECT ({columns}) FROM {key_view})")
                 if write.frame.height:
                     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {row_view}")
+        if audit is not None:
+            audit(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -27,7 +27,13 @@ from cdi_pipeline.defs.incremental.sensors import (
     PUBLISH_SENSOR,
 )
 from cdi_pipeline.defs.jobs.jobs import PUBLISH_REFRESH
-from cdi_pipeline_tests.warehouse_state import run_job
+from cdi_pipeline_tests.warehouse_state import (
+    differences,
+    failures,
+    fingerprint,
+    published_outputs,
+    run_job,
+)
 
 HELD_BACK = {"crm_contacts": 12, "support_tickets": 15, "webshop_orders": 10}
 
@@ -207,6 +213,51 @@ def _analytics(root: Path) -> pl.DataFrame:
     """
     return _read(root, "SELECT customer_id, email_key, phone_key, postcode_area, records, "
                        "lifecycle_stage FROM customers ORDER BY customer_id", "analytics.duckdb")
+
+
+def _drop_batch(root: Path, incoming: dict) -> list[Path]:
+    """The held-back rows as files in root's incoming/<source>/; returns their paths."""
+    paths = []
+    for name, (kind, content) in incoming.items():
+        folder = root / "input" / "incoming" / name
+        folder.mkdir(parents=True)
+        path = folder / f"batch1.{kind}"
+        if kind == "parquet":
+            content.write_parquet(path)
+        else:
+            path.write_text(content, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_a_batch_that_fails_a_gate_changes_nothing(sites, tmp_path: Path) -> None:
+    # The registry now allows two records per customer: the customers break the
+    # cluster-size gate, as they would stop a full refresh. The batch is rolled back whole.
+    _, _, reduced, incoming = sites
+    root = tmp_path / "inc"
+    shutil.copytree(reduced, root, symlinks=True)
+    files = _drop_batch(root, incoming)
+    registry, warehouse = root / "input" / "sources.yaml", root / "warehouse"
+    with registry.open("a", encoding="utf-8") as handle:
+        handle.write("matching:\n  max_cluster_size: 2\n")
+    tables, published = fingerprint(warehouse / "cdi.duckdb"), published_outputs(warehouse)
+    defs = build_definitions(registry, warehouse)
+    sensor = defs.resolve_sensor_def(INCOMING_SENSOR)
+    with dg.instance_for_test() as instance:
+        for _ in range(MAX_ATTEMPTS):
+            [request] = sensor.evaluate_tick(dg.build_sensor_context(
+                instance=instance, definitions=defs)).run_requests
+            result = run_job(registry, warehouse, INCREMENTAL_REFRESH, instance=instance,
+                             run_config=request.run_config, tags=request.tags)
+            assert not result.success
+            assert "gates failed, nothing written: cluster_size:" in " ".join(failures(result))
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert differences(tables, fingerprint(warehouse / "cdi.duckdb")) == []
+    assert published_outputs(warehouse) == published
+    assert all(path.exists() for path in files)  # still waiting in incoming/
+    # The sensor says why it waits: the gate and its finding, by count.
+    assert tick.run_requests == []
+    assert "cluster_size: " in tick.skip_message and "above 2 records" in tick.skip_message
 
 
 def _held_back_rejects(root: Path) -> int:

@@ -35,13 +35,18 @@ from cdi_pipeline.defs.shared.resources import (
     ReferenceResource,
     WarehouseResource,
 )
+from cdi_pipeline.lib.cleaned import gates as cleaned_gates
 from cdi_pipeline.lib.cleaned.batch import CleanedBatch, clean_batch
+from cdi_pipeline.lib.cleaned.gates import rejected_share_limits
 from cdi_pipeline.lib.enrichment.enrich import enrich_customers, previous_addresses, quarter_of
+from cdi_pipeline.lib.gates import GateResult, require
+from cdi_pipeline.lib.golden import gates as golden_gates
 from cdi_pipeline.lib.golden.customer_360 import build_customer_360
 from cdi_pipeline.lib.golden.features import build_features
 from cdi_pipeline.lib.golden.passes import read_batch_inputs
 from cdi_pipeline.lib.golden.survivorship import GOLDEN_INPUT_COLUMNS, build_golden
 from cdi_pipeline.lib.governance.erasure import read_suppression_list
+from cdi_pipeline.lib.matching import gates as matching_gates
 from cdi_pipeline.lib.matching.incremental import (
     KEYS,
     BatchMatch,
@@ -49,11 +54,13 @@ from cdi_pipeline.lib.matching.incremental import (
     match_batch,
     read_matching_state,
 )
+from cdi_pipeline.lib.matching.model_store import model_prior
 from cdi_pipeline.lib.privacy import pseudonym_key
 from cdi_pipeline.lib.raw.batch import prepare_raw_batch
 from cdi_pipeline.lib.raw.incoming import incoming_source, loaded_path, move_to_loaded
 from cdi_pipeline.lib.raw.sources import load_source
 from cdi_pipeline.lib.registry import Registry
+from cdi_pipeline.lib.segments import gates as segments_gates
 from cdi_pipeline.lib.segments.segments import build_segments
 from cdi_pipeline.lib.storage import RowWrite, read_table, write_all
 from cdi_pipeline.lib.timing import Stopwatch
@@ -103,6 +110,9 @@ def build_incremental_job(registry: Registry) -> dg.JobDefinition:
         raw = _raw_step(registry, warehouse, loads, run_id)
         cleaning_day = date.fromisoformat(config.reference_date) if config.reference_date else None
         cleaned = clean_batch(raw.by_source, registry, run_id, cleaning_day)
+        # The batch's own share of held-back records, judged before anything is matched.
+        require([cleaned_gates.rejected_share(cleaned.records, cleaned.quarantine,
+                                              rejected_share_limits(registry))])
         watch.lap("load and clean the new files")
         with warehouse.connect() as con:
             state = read_matching_state(con, registry.matching)
@@ -118,8 +128,11 @@ def build_incremental_job(registry: Registry) -> dg.JobDefinition:
         watch.lap("golden, features, segments, enrichment")
         with warehouse.connect() as con:
             identity = identity_writes(con, matched.updates, run_id) if matched.updates else []
-            _write(con, [*raw.writes, *_cleaned_writes(cleaned), *customers, *identity])
+            passed = _write(con, [*raw.writes, *_cleaned_writes(cleaned), *customers, *identity],
+                            lambda con: require(batch_gates(con, registry, warehouse)))
         watch.lap("write (one transaction)")
+        context.log.info("gates passed: " + "; ".join(f"{g.name}: {g.description}"
+                                                      for g in passed))
         move_to_loaded([path for _, path in loads])
         stats = {"files": len(loads), "new_records": cleaned.records.height,
                  "changed_records": matched.changed, "blocking_candidates": matched.candidates,
@@ -220,17 +233,40 @@ def _customer_steps(
             for key, frame in rows.items()], touched.height
 
 
-def _write(con, rows: list[RowWrite]) -> None:
-    """Every row of the batch in one transaction."""
+def batch_gates(con, registry: Registry, warehouse: WarehouseResource) -> list[GateResult]:
+    """The full refresh's blocking gates, on the tables as the batch leaves them (inside
+    its transaction): what fails would have stopped a full refresh at the same point.
+
+    The cleaned contract and the batch's own conservation are checked by `clean_batch`
+    before this; the model is the promoted one, which passed its sanity check then.
+    """
+    return [
+        cleaned_gates.conservation(con, [s.name for s in registry.identity_sources]),
+        matching_gates.every_record_mapped(con),
+        matching_gates.cluster_size(con, registry.matching.max_cluster_size),
+        matching_gates.linked_share(con, model_prior(models_dir(warehouse))),
+        matching_gates.overrides_honoured(con, registry.overrides_file()),
+        golden_gates.one_row_per_customer(con, "customers"),
+        golden_gates.lineage_complete(con),
+        segments_gates.every_customer_segmented(con),
+        golden_gates.one_row_per_customer(con, "customer_360"),
+    ]
+
+
+def _write(con, rows: list[RowWrite], audit) -> list[GateResult]:
+    """Every row of the batch in one transaction, committed only if `audit` (the gates)
+    passes; returns the gates' results."""
     # A batch deletes a few rows in every row group of the big tables (lineage above all);
     # vacuuming them at this commit's checkpoint would double the write. The space comes
     # back when the next full_refresh rewrites the tables (erasure rewrites the whole file
     # regardless).
+    results: list[GateResult] = []
     con.execute("SET max_vacuum_tasks = 0")
     try:
-        write_all(con, (), rows)
+        write_all(con, (), rows, audit=lambda con: results.extend(audit(con)))
     finally:
         con.execute("RESET max_vacuum_tasks")
+    return results
 
 
 def _materializations(

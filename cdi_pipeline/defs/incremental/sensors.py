@@ -45,8 +45,9 @@ def build_incoming_sensor(registry: Registry, job: dg.JobDefinition) -> dg.Senso
             return dg.SkipReason(f"run {busy[0].run_id} already handles these files")
         if len(runs) >= MAX_ATTEMPTS:
             return dg.SkipReason(
-                f"{len(runs)} runs for these files failed (last: {runs[0].run_id}); fix or "
-                f"replace the files in {registry.base_dir / INCOMING_DIR} to try again"
+                f"{len(runs)} runs for these files failed (last: {runs[0].run_id}: "
+                f"{_failure(context.instance, runs[0].run_id)}); fix or replace the files in "
+                f"{registry.base_dir / INCOMING_DIR} to try again"
             )
         # One run per distinct set of waiting files and attempt; a successful run moves the
         # files to loaded/, a failed one leaves them, and the next tick tries again.
@@ -57,6 +58,19 @@ def build_incoming_sensor(registry: Registry, job: dg.JobDefinition) -> dg.Senso
         )
 
     return incoming_files_sensor
+
+
+def _failure(instance: dg.DagsterInstance, run_id: str, limit: int = 500) -> str:
+    """Why a run failed, in its step's own words (a gate's findings are by shape)."""
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    if not failures:
+        return "no step failure recorded"
+    error = failures[-1].dagster_event.event_specific_data.error
+    # Dagster wraps what the step raised: the step's own message is the innermost cause.
+    while error is not None and error.cause is not None:
+        error = error.cause
+    message = error.message.strip() if error else "no error recorded"
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 def build_publish_sensor(
