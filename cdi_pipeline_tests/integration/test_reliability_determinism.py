@@ -334,7 +334,7 @@ def test_training_twice_on_the_same_records_gives_the_same_model(tmp_path: Path)
     versions = set()
     for _ in range(3):
         with open_backend(BackendConfig(threads=2, temp_directory=tmp_path)) as db_api:
-            settings_dict, _ = train(db_api, frame, spec, registry.matching)
+            settings_dict, _, _ = train(db_api, frame, spec, registry.matching)
         versions.add(model_version(settings_dict))
     assert len(versions) == 1, versions
 
