@@ -257,15 +257,24 @@ def _is_text(data_type: str) -> bool:
     return "VARCHAR" in data_type or data_type == "JSON"
 
 
-def _scan_table(
-    con: duckdb.DuckDBPyConnection, database: str, table: _Table
-) -> list[Leak]:
-    columns = con.sql(
-        f"SELECT column_index, column_name, data_type, {_sql_kinds('column_name')}, "
-        f"{_sql_kinds('comment')} FROM duckdb_columns() WHERE table_oid = ? "
-        "ORDER BY column_index",
-        params=[table.oid],
+def _columns(con: duckdb.DuckDBPyConnection, database: str) -> dict[int, list[tuple]]:
+    """Every column of the database by table oid, its name and comment judged (one query,
+    so the patterns are compiled once)."""
+    rows = con.sql(
+        f"SELECT table_oid, column_index, column_name, data_type, {_sql_kinds('column_name')}, "
+        f"{_sql_kinds('comment')} FROM duckdb_columns() WHERE database_name = ? "
+        "ORDER BY table_oid, column_index",
+        params=[database],
     ).fetchall()
+    by_table: dict[int, list[tuple]] = {}
+    for oid, *column in rows:
+        by_table.setdefault(oid, []).append(tuple(column))
+    return by_table
+
+
+def _scan_table(
+    con: duckdb.DuckDBPyConnection, database: str, table: _Table, columns: list[tuple]
+) -> list[Leak]:
     leaks = [Leak(f"table name ({table.label})", kind, 1) for kind in table.name_kinds]
     leaks += [Leak(f"table {table.label} (comment)", kind, 1) for kind in table.comment_kinds]
     counted = []
@@ -283,18 +292,31 @@ def _scan_table(
 def _count_table_rows(
     con: duckdb.DuckDBPyConnection, database: str, table: _Table, columns: list[tuple[str, str]]
 ) -> list[Leak]:
-    """One query per table: per text column and kind, the rows holding one."""
+    """One query per table: per text column and kind, the rows holding one.
+
+    The text columns are unpivoted into one and each distinct value is judged once: the
+    patterns are then compiled once per table instead of once per column, and a value
+    repeated in many rows (a segment name, a region, a quarter's snapshot) costs one match.
+    """
     if not columns:
         return []
-    counts = ", ".join(
-        f"count(*) FILTER (WHERE {flag})"
-        for _, text in columns for flag in leak_flags_sql(text).values()
-    )
+    aliases = [f"c{i}" for i in range(len(columns))]
+    selected = ", ".join(f"CAST({text} AS VARCHAR) AS {alias}"
+                         for (_, text), alias in zip(columns, aliases, strict=True))
+    counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE {flag}), 0)"
+                       for flag in leak_flags_sql("v").values())
     source = ".".join(map(quote_identifier, (database, table.schema, table.name)))
-    found = con.sql(f"SELECT {counts} FROM {source}").fetchall()[0]
-    labels = [(label, kind) for label, _ in columns for kind in KINDS]
-    return [Leak(label, kind, rows) for (label, kind), rows in zip(labels, found, strict=True)
-            if rows]
+    found = con.sql(
+        f"SELECT col, {counts} FROM (SELECT col, v, count(*) AS n FROM (UNPIVOT (SELECT "
+        f"{selected} FROM {source}) ON {', '.join(aliases)} INTO NAME col VALUE v) "
+        "GROUP BY ALL) GROUP BY col"
+    ).fetchall()
+    rows = {alias: per_kind for alias, *per_kind in found}
+    return [
+        Leak(label, kind, int(n))
+        for (label, _), alias in zip(columns, aliases, strict=True)
+        for kind, n in zip(KINDS, rows.get(alias, [0] * len(KINDS)), strict=True) if n
+    ]
 
 
 def scan_database(
@@ -304,7 +326,9 @@ def scan_database(
     column names, table and column comments. Views are not scanned: they show table data."""
     if database is None:
         database = con.sql("SELECT current_database()").fetchall()[0][0]
-    return [leak for table in _tables(con, database) for leak in _scan_table(con, database, table)]
+    columns = _columns(con, database)
+    return [leak for table in _tables(con, database)
+            for leak in _scan_table(con, database, table, columns.get(table.oid, []))]
 
 
 # --- polars ----------------------------------------------------------------------------------
