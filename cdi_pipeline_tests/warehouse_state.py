@@ -33,6 +33,7 @@ from cdi_pipeline.defs.jobs.jobs import FULL_REFRESH
 from cdi_pipeline.instance_repair import repair
 from cdi_pipeline.lib.privacy import KEY_ENV
 from cdi_pipeline.lib.published.analytics import ANALYTICS_FILE
+from cdi_pipeline.lib.segments.exports import CURRENT_LINK
 from cdi_pipeline.lib.storage import STAGING_PREFIX, WAREHOUSE_FILE, quote_identifier
 
 BIN = Path(sys.executable).parent
@@ -110,13 +111,13 @@ def published_outputs(warehouse: Path) -> dict[str, str]:
     """What others read, byte for byte: the analyst file and the current activation set
     (file name -> digest, and where the link points)."""
     outputs = {}
-    analytics = warehouse / "analytics.duckdb"
+    analytics = warehouse / ANALYTICS_FILE
     if analytics.exists():
-        outputs["analytics.duckdb"] = hashlib.sha256(analytics.read_bytes()).hexdigest()
-    link = warehouse / "exports" / "activation"
+        outputs[ANALYTICS_FILE] = hashlib.sha256(analytics.read_bytes()).hexdigest()
+    link = warehouse / "exports" / CURRENT_LINK
     if link.exists():
-        outputs["exports/activation ->"] = str(link.resolve())
-        outputs |= {f"exports/activation/{f.name}": hashlib.sha256(f.read_bytes()).hexdigest()
+        outputs[f"exports/{CURRENT_LINK} ->"] = str(link.resolve())
+        outputs |= {f"exports/{CURRENT_LINK}/{f.name}": hashlib.sha256(f.read_bytes()).hexdigest()
                     for f in sorted(link.resolve().iterdir())}
     return outputs
 

@@ -7,7 +7,6 @@ from cdi_pipeline.defs.keys import CUSTOMER_RECORDS, QUARANTINE, raw_key
 from cdi_pipeline.defs.shared.metadata import check_result
 from cdi_pipeline.defs.shared.resources import WarehouseResource
 from cdi_pipeline.lib.cleaned import gates
-from cdi_pipeline.lib.cleaned.gates import rejected_share_limits
 from cdi_pipeline.lib.contracts import customer_records_schema, failure_summary
 from cdi_pipeline.lib.registry import Registry
 from cdi_pipeline.lib.storage import read_table
@@ -43,8 +42,8 @@ def build_cleaned_checks(registry: Registry) -> list[dg.AssetChecksDefinition]:
         with warehouse.connect() as con:
             records = con.sql("SELECT source FROM cleaned.customer_records").pl()
             quarantine = read_table(con, "cleaned", "quarantine")
-        return check_result(gates.rejected_share(records, quarantine, rejected_share_limits(
-            registry)))
+        return check_result(gates.rejected_share(records, quarantine,
+                                                    gates.rejected_share_limits(registry)))
 
     @dg.asset_check(
         asset=CUSTOMER_RECORDS,
