@@ -294,3 +294,27 @@ def test_sensor_retries_a_failed_batch_a_few_times_then_waits(
     assert tick.run_requests == []
     assert f"{MAX_ATTEMPTS} runs for these files failed" in tick.skip_message
     assert (folder / "batch1.csv").exists()
+
+
+def test_a_batch_mostly_held_back_is_refused_before_matching(
+    small_registry: Path, tmp_path: Path
+) -> None:
+    # Two of the batch's three records identify nobody (no name, contact or birth date):
+    # held back whole, far over the 5% default, so the batch stops at the cleaned layer's
+    # rejected-share gate and nothing of it is written.
+    folder = small_registry.parent / "incoming" / "crm"
+    folder.mkdir(parents=True)
+    (folder / "batch1.csv").write_text(
+        "contactnummer;voornaam;achternaam;geboortedatum;email;telefoon;postcode\n"
+        "C7;Kees;Smit;01-02-1970;kees@example.com;0611111111;1234 AB\n"
+        "C8;;;;;;\nC9;;;;;;\n", encoding="utf-8")
+    warehouse = tmp_path / "warehouse"
+    assert run_job(small_registry, warehouse, layers=("raw", "cleaned")).success
+    before = fingerprint(warehouse / "cdi.duckdb")
+    result = run_job(small_registry, warehouse, INCREMENTAL_REFRESH, run_config={
+        "ops": {"incremental_match": {"config": {"files": ["incoming/crm/batch1.csv"]}}}})
+    assert not result.success
+    assert "gates failed, nothing written: rejected_share: too many records held back in " \
+        "['crm']" in " ".join(failures(result))
+    assert differences(before, fingerprint(warehouse / "cdi.duckdb")) == []
+    assert (folder / "batch1.csv").exists()
